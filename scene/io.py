@@ -1,0 +1,379 @@
+"""Typed, validating readers and writers for every artifact in a scene folder.
+
+All writes are atomic: data goes to a temporary file beside the target, which is then renamed over
+it, so a crash mid-write leaves the previous file intact. Readers check what they load and raise
+:class:`utils.errors.UserError` naming the file and the command that (re)makes it.
+
+Only inspectable formats: PNG, JSON, PLY, NPY. Conventions: docs/conventions.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from utils.errors import UserError
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _missing(path: Path, made_by: str | None) -> UserError:
+    fix = f"run {made_by} first" if made_by else "check the path"
+    return UserError(f"{path} is missing", fix)
+
+
+def _bad(path: Path, what: str, made_by: str | None) -> UserError:
+    fix = f"re-run {made_by}" if made_by else "replace the file"
+    return UserError(f"{path} is not a valid {what}", fix)
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    text = json.dumps(data, indent=2, default=_json_default, allow_nan=False)
+    write_bytes(path, (text + "\n").encode())
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file", made_by: str | None = None) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise _missing(path, made_by)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})", f"re-run {made_by}" if made_by else "fix the file")
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float in [0, 1] (or uint8) -> uint8, rounding."""
+    if image.dtype == np.uint8:
+        return image
+    if not np.all(np.isfinite(image)):
+        raise ValueError("image has non-finite values")
+    return np.clip(np.rint(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an (H, W) or (H, W, 3) image, uint8 or float in [0, 1], as an 8-bit PNG."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(f"image must be (H, W) or (H, W, 3|4), got {image.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
+
+
+def load_image_any(path: Path) -> np.ndarray:
+    """Any readable picture -> (H, W, 3) uint8 RGB (16-bit, palette, grey and alpha converted)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                arr = np.asarray(im, dtype=np.float64)
+                peak = 65535.0 if arr.max() > 255 else 255.0
+                arr = np.clip(arr / peak * 255.0, 0, 255).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"{path} is not a readable image ({exc})", "give a PNG or JPEG file") from None
+
+
+def read_rgb(path: str | os.PathLike, made_by: str | None = None) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1]."""
+    path = Path(path)
+    if not path.is_file():
+        raise _missing(path, made_by)
+    return load_image_any(path).astype(np.float32) / 255.0
+
+
+def read_mask(path: str | os.PathLike, made_by: str | None = None) -> np.ndarray:
+    """An 8-bit 0/255 mask PNG -> (H, W) bool."""
+    path = Path(path)
+    arr = _read_gray(path, made_by)
+    if arr.dtype != np.uint8 or not np.isin(arr, (0, 255)).all():
+        raise _bad(path, "mask (8-bit, values 0 or 255)", made_by)
+    return arr == 255
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
+    write_png(path, np.where(np.asarray(mask, bool), 255, 0).astype(np.uint8))
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """(H, W) integer label map (0 = static, 1..K) as an 8-bit (K < 256) or 16-bit PNG."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.min(initial=0) < 0 or labels.max(initial=0) > 65535:
+        raise ValueError("labels must be (H, W) with values in [0, 65535]")
+    dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
+    with atomic_path(path) as tmp:
+        Image.fromarray(labels.astype(dtype)).save(tmp, format="PNG")
+
+
+def read_labels(path: str | os.PathLike, made_by: str | None = None) -> np.ndarray:
+    """(H, W) int32 label map."""
+    return _read_gray(Path(path), made_by).astype(np.int32)
+
+
+def _read_gray(path: Path, made_by: str | None) -> np.ndarray:
+    if not path.is_file():
+        raise _missing(path, made_by)
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "I;16", "I;16B", "I;16L", "I", "P", "1"):
+                raise _bad(path, f"single-channel PNG (mode {im.mode})", made_by)
+            arr = np.asarray(im)
+    except OSError:
+        raise _bad(path, "PNG", made_by) from None
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    return arr
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def read_npy(
+    path: str | os.PathLike,
+    shape: tuple[int | None, ...] | None = None,
+    dtype: type | None = np.float32,
+    made_by: str | None = None,
+    finite: bool = True,
+) -> np.ndarray:
+    """Load an .npy array and check its shape (None = any size), dtype and finiteness."""
+    path = Path(path)
+    if not path.is_file():
+        raise _missing(path, made_by)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{path} is not a valid .npy array ({exc})", f"re-run {made_by}" if made_by else None)
+    if shape is not None and (
+        arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape, strict=True))
+    ):
+        raise UserError(
+            f"{path} has shape {arr.shape}, expected {tuple('*' if s is None else s for s in shape)}",
+            f"re-run {made_by}" if made_by else None,
+        )
+    if dtype is not None and arr.dtype != dtype:
+        raise UserError(
+            f"{path} has dtype {arr.dtype}, expected {np.dtype(dtype)}", f"re-run {made_by}" if made_by else None
+        )
+    if finite and np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise UserError(f"{path} contains NaN or infinite values", f"re-run {made_by}" if made_by else None)
+    return arr
+
+
+# ----------------------------------------------------------------------------- hints
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A motion hint: an arrow from ``start`` to ``end`` in full-resolution pixels (x right, y down)."""
+
+    start: tuple[float, float]
+    end: tuple[float, float]
+    region: int  # region id it falls in (0 = none)
+    label: str = "hint"
+
+    @property
+    def vector(self) -> np.ndarray:
+        return np.subtract(self.end, self.start, dtype=np.float64)
+
+
+def write_hints(path: str | os.PathLike, hints: list[Hint]) -> None:
+    write_json(
+        path,
+        [{"label": h.label, "start": list(h.start), "end": list(h.end), "region": int(h.region)} for h in hints],
+    )
+
+
+def read_hints(path: str | os.PathLike, made_by: str | None = "scripts/generate_mask.py") -> list[Hint]:
+    data = read_json(path, "hints file", made_by)
+    if not isinstance(data, list):
+        raise _bad(Path(path), "hints file (a JSON list)", made_by)
+    hints = []
+    for item in data:
+        try:
+            start = tuple(float(v) for v in item["start"])
+            end = tuple(float(v) for v in item["end"])
+            region = int(item.get("region", 0))
+        except (KeyError, TypeError, ValueError):
+            raise _bad(Path(path), "hints file (objects with start, end, region)", made_by) from None
+        if len(start) != 2 or len(end) != 2 or not all(map(math.isfinite, start + end)):
+            raise _bad(Path(path), "hints file (start/end must be finite [x, y])", made_by)
+        hints.append(Hint(start, end, region, str(item.get("label", "hint"))))  # type: ignore[arg-type]
+    return hints
+
+
+# ----------------------------------------------------------------------------- cameras
+
+
+@dataclass
+class Camera:
+    """A pinhole camera: OpenCV axes, 4x4 world-to-camera ``w2c``, intrinsics ``K`` in pixels."""
+
+    K: np.ndarray  # (3, 3) float64
+    w2c: np.ndarray  # (4, 4) float64
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        self.K = np.asarray(self.K, np.float64)
+        self.w2c = np.asarray(self.w2c, np.float64)
+        if self.K.shape != (3, 3) or self.w2c.shape != (4, 4):
+            raise ValueError("Camera needs K (3, 3) and w2c (4, 4)")
+        if not (np.all(np.isfinite(self.K)) and np.all(np.isfinite(self.w2c))):
+            raise ValueError("Camera has non-finite values")
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError("Camera size must be positive")
+
+    @property
+    def c2w(self) -> np.ndarray:
+        return np.linalg.inv(self.w2c)
+
+    def scaled(self, width: int, height: int) -> Camera:
+        """The same camera at another image size (K rescaled)."""
+        s = np.diag([width / self.width, height / self.height, 1.0])
+        return Camera(s @ self.K, self.w2c.copy(), width, height)
+
+
+def write_cameras(path: str | os.PathLike, cameras: list[Camera]) -> None:
+    write_json(
+        path,
+        {
+            "convention": "OpenCV (x right, y down, z forward); w2c is world-to-camera; K in pixels",
+            "cameras": [
+                {"id": i, "width": c.width, "height": c.height, "K": c.K.tolist(), "w2c": c.w2c.tolist()}
+                for i, c in enumerate(cameras)
+            ],
+        },
+    )
+
+
+def read_cameras(path: str | os.PathLike, made_by: str | None = "train_motion.py") -> list[Camera]:
+    data = read_json(path, "cameras file", made_by)
+    try:
+        return [Camera(c["K"], c["w2c"], int(c["width"]), int(c["height"])) for c in data["cameras"]]
+    except (KeyError, TypeError, ValueError):
+        raise _bad(Path(path), "cameras file", made_by) from None
+
+
+# ----------------------------------------------------------------------------- point cloud
+
+
+@dataclass
+class PointCloud:
+    """Stage 1's point cloud. Rows of ``motion3d.npy`` align with these rows."""
+
+    xyz: np.ndarray  # (P, 3) float32, world units
+    rgb: np.ndarray  # (P, 3) uint8
+    region: np.ndarray  # (P,) int32, 0 = static
+    view: np.ndarray  # (P,) int32, the view the point was made from (0 = the photo)
+
+    def __post_init__(self) -> None:
+        n = len(self.xyz)
+        if self.xyz.shape != (n, 3) or self.rgb.shape != (n, 3) or self.region.shape != (n,) or self.view.shape != (n,):
+            raise ValueError("PointCloud arrays must be (P, 3), (P, 3), (P,), (P,)")
+
+    def __len__(self) -> int:
+        return len(self.xyz)
+
+
+_PLY_FIELDS = [
+    ("x", "f4"),
+    ("y", "f4"),
+    ("z", "f4"),
+    ("red", "u1"),
+    ("green", "u1"),
+    ("blue", "u1"),
+    ("region", "i4"),
+    ("view", "i4"),
+]
+
+
+def write_points(path: str | os.PathLike, cloud: PointCloud) -> None:
+    from plyfile import PlyData, PlyElement
+
+    data = np.empty(len(cloud), dtype=_PLY_FIELDS)
+    for i, axis in enumerate("xyz"):
+        data[axis] = cloud.xyz[:, i]
+    for i, channel in enumerate(("red", "green", "blue")):
+        data[channel] = cloud.rgb[:, i]
+    data["region"] = cloud.region
+    data["view"] = cloud.view
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(data, "vertex")]).write(str(tmp))
+
+
+def read_points(path: str | os.PathLike, made_by: str | None = "train_motion.py") -> PointCloud:
+    from plyfile import PlyData
+
+    path = Path(path)
+    if not path.is_file():
+        raise _missing(path, made_by)
+    try:
+        v = PlyData.read(str(path))["vertex"].data
+        cloud = PointCloud(
+            xyz=np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32),
+            rgb=np.stack([v["red"], v["green"], v["blue"]], 1).astype(np.uint8),
+            region=np.asarray(v["region"], np.int32),
+            view=np.asarray(v["view"], np.int32),
+        )
+    except (KeyError, ValueError, OSError, IndexError) as exc:
+        raise UserError(f"{path} is not a valid point cloud PLY ({exc})", f"re-run {made_by}") from None
+    if not np.all(np.isfinite(cloud.xyz)):
+        raise UserError(f"{path} has non-finite coordinates", f"re-run {made_by}")
+    return cloud

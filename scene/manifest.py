@@ -1,0 +1,167 @@
+"""Stage manifests: what a stage read, wrote, with which config and versions, and how long it took.
+
+A stage's outputs count as complete only once its manifest exists: it is written last. A later stage
+calls :func:`require_stage`, which refuses outputs that are missing, modified or half-written, and
+outputs whose own inputs have changed since (stale).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from scene.io import read_json, write_json
+from scene.paths import GAUSSIANS_CMD, MASK_CMD, MOTION_CMD, RENDER_CMD, ScenePaths
+from utils.errors import UserError
+
+STAGE_COMMANDS = {"mask": MASK_CMD, "motion": MOTION_CMD, "gaussians": GAUSSIANS_CMD, "render": RENDER_CMD}
+MANIFEST_VERSION = 1
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
+        elif p.is_file():
+            out.append(p)
+    return out
+
+
+def hash_files(root: Path, paths: Iterable[Path]) -> dict[str, str]:
+    """{path relative to ``root``: sha256} for the given files and every file under the given folders."""
+    return {p.relative_to(root).as_posix(): file_hash(p) for p in _files(paths)}
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("numpy", "torch", "gsplat", "transformers", "diffusers"):
+        module = sys.modules.get(name)
+        if module is not None:
+            out[name] = getattr(module, "__version__", "?")
+    return out
+
+
+class StageRun:
+    """Collects timings while a stage runs, then writes its manifest.
+
+    >>> run = StageRun(scene, "motion", config, inputs=[scene.mask, scene.hints])
+    >>> with run.step("depth"): ...
+    >>> run.finish(outputs=[scene.motion.dir])
+    """
+
+    def __init__(self, scene: ScenePaths, stage: str, config: dict[str, Any], inputs: Iterable[Path]):
+        self.scene = scene
+        self.stage = stage
+        self.config = config
+        self.inputs = hash_files(scene.root, inputs)
+        self.timings: dict[str, float] = {}
+        self.info: dict[str, Any] = {}
+        self._start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def invalidate(self) -> None:
+        """Remove this stage's manifest: its outputs are about to change."""
+        self.scene.manifest(self.stage).unlink(missing_ok=True)
+
+    def finish(self, outputs: Iterable[Path]) -> dict[str, Any]:
+        self.timings["total"] = time.perf_counter() - self._start
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "stage": self.stage,
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": self.config,
+            "inputs": self.inputs,
+            "outputs": hash_files(self.scene.root, outputs),
+            "versions": versions(),
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "info": self.info,
+        }
+        write_json(self.scene.manifest(self.stage), manifest)
+        return manifest
+
+
+def read_manifest(scene: ScenePaths, stage: str) -> dict[str, Any] | None:
+    path = scene.manifest(stage)
+    if not path.is_file():
+        return None
+    data = read_json(path, "manifest", STAGE_COMMANDS[stage])
+    if not isinstance(data, dict) or data.get("stage") != stage or "outputs" not in data:
+        raise UserError(f"{path} is not a valid manifest", f"re-run {_cmd(scene, stage)}")
+    return data
+
+
+def _cmd(scene: ScenePaths, stage: str) -> str:
+    return STAGE_COMMANDS[stage].replace("SCENE", str(scene.root))
+
+
+def require_stage(scene: ScenePaths, stage: str, check_outputs: bool = True) -> dict[str, Any]:
+    """The manifest of a finished stage whose outputs are intact and whose inputs are unchanged."""
+    manifest = read_manifest(scene, stage)
+    if manifest is None:
+        raise UserError(f"{scene.root} has no complete '{stage}' outputs", f"run {_cmd(scene, stage)} first")
+    for key in ("inputs", "outputs") if check_outputs else ("inputs",):
+        for rel, digest in manifest[key].items():
+            path = scene.root / rel
+            if not path.is_file():
+                raise UserError(f"{path} is missing ({stage} outputs incomplete)", f"re-run {_cmd(scene, stage)}")
+            if file_hash(path) != digest:
+                what = "changed since the stage ran (stale outputs)" if key == "inputs" else "was modified"
+                raise UserError(f"{path} {what}", f"re-run {_cmd(scene, stage)}")
+    return manifest
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Build a stage's output folder beside ``final``, then swap it in only when complete.
+
+    Until the swap, the previous outputs stay untouched; an interrupted run leaves only a
+    ``.NAME.partial`` folder, removed by the next run.
+    """
+    final = Path(final)
+    partial = final.parent / f".{final.name}.partial"
+    old = final.parent / f".{final.name}.old"
+    for leftover in (partial, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if final.exists():
+        os.replace(final, old)
+    os.replace(partial, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail early, before any work, if ``folder`` cannot be written."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to {folder}", "make the scene folder writable or copy it elsewhere")

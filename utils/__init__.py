@@ -1,0 +1,1 @@
+"""Project-wide helpers: user-facing errors, CLI wrapper, console and progress."""

@@ -1,0 +1,60 @@
+"""The wrapper every command-line entry point runs under.
+
+Known failures (``UserError``, out-of-memory, Ctrl-C) become one line on stderr and exit code 2
+(130 for Ctrl-C); a traceback is printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from utils.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code)
+        sys.stderr.write(f"error: {message}. Fix: see `{self.prog} --help`.\n")
+        raise SystemExit(2)
+
+
+def make_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser whose usage errors are one line, with the shared ``--debug`` flag."""
+    parser = _Parser(description=description, prog=prog)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return parser
+
+
+def _is_oom(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run ``main(argv)`` and turn known failures into one clear line and an exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        return int(main(argv) or 0)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {exc.line()}\n")
+        return exc.exit_code
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write("error: out of memory (CPU). Fix: lower --resolution or the point budget.\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; completed outputs are kept, re-run to resume.\n")
+        return 130
+    except RuntimeError as exc:
+        if not _is_oom(exc):
+            raise
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write("error: out of GPU memory. Fix: lower --resolution or the Gaussian/point budget.\n")
+        return 2

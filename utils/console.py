@@ -1,0 +1,78 @@
+"""One console and one progress factory for the whole project (rich, to stderr)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+T = TypeVar("T")
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    console.print(message)
+
+
+def warn(message: str) -> None:
+    """A visible one-line warning."""
+    console.print(f"[bold yellow]warning:[/] {message}")
+
+
+class _RateColumn(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task):
+        speed = task.finished_speed or task.speed
+        return f"{speed:6.1f} it/s" if speed else "   -- it/s"
+
+
+def progress() -> Progress:
+    """A progress bar with count, iterations/s, elapsed time and ETA."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate with a progress bar (falls back to plain periodic lines when not a terminal)."""
+    items = list(items) if total is None and not hasattr(items, "__len__") else items
+    total = total if total is not None else len(items)  # type: ignore[arg-type]
+    if console.is_terminal:
+        with progress() as bar:
+            task = bar.add_task(description, total=total, status="")
+            for item in items:
+                yield item
+                bar.advance(task)
+        return
+    start = time.perf_counter()
+    last = start
+    for i, item in enumerate(items, 1):
+        yield item
+        now = time.perf_counter()
+        if now - last > 5.0 or i == total:
+            rate = i / max(now - start, 1e-9)
+            eta = (total - i) / rate if rate > 0 else float("nan")
+            console.print(f"{description}: {i}/{total} {rate:.1f} it/s ETA {eta:.0f}s")
+            last = now
