@@ -83,7 +83,9 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", made_by: str | N
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc})", f"re-run {made_by}" if made_by else "fix the file")
+        raise UserError(
+            f"{path} is not valid JSON ({exc})", f"re-run {made_by}" if made_by else "fix the file"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- images
@@ -199,7 +201,7 @@ def read_npy(
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise UserError(f"{path} is not a valid .npy array ({exc})", f"re-run {made_by}" if made_by else None)
+        raise UserError(f"{path} is not a valid .npy array ({exc})", f"re-run {made_by}" if made_by else None) from None
     if shape is not None and (
         arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape, strict=True))
     ):

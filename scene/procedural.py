@@ -120,9 +120,9 @@ def make_landscape(width: int = 640, height: int = 360, seed: int = 0) -> Proced
         raise ValueError(f"scene must be at least 32x32, got {width}x{height}")
     rng = np.random.default_rng(seed)
     w, h = int(width), int(height)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
     focal = FOCAL_AT_512 * h / 512.0
-    horizon = int(round(h * rng.uniform(0.50, 0.56)))
+    horizon = round(h * rng.uniform(0.50, 0.56))
 
     # Sky: gradient and soft clouds in a band well above the mountains.
     t = (yy / horizon)[..., None]
@@ -193,7 +193,7 @@ def make_landscape(width: int = 640, height: int = 360, seed: int = 0) -> Proced
     ]
     shapes += [_line(hh.label, hh.start, hh.end) for hh in hints]
     for hh in hints:  # ground truth must agree with the annotation itself
-        x, y = (int(round(v)) for v in hh.start)
+        x, y = (round(v) for v in hh.start)
         if regions[y, x] != hh.region:
             raise RuntimeError(f"procedural hint {hh.label} lies outside its region (seed {seed})")
 
