@@ -1,0 +1,587 @@
+"""labelme annotations -> motion regions and motion hints (the logic of scripts/generate_mask.py).
+
+Reading is strict and separated from writing: :func:`build_mask` parses and validates everything in
+memory (raising :class:`utils.errors.UserError` with one line on any problem); only then
+:func:`write_mask_outputs` writes the outputs, each through a temporary file, all renamed at the end,
+the manifest last. So a bad annotation never leaves a half-written scene.
+
+Coordinates are labelme's: x right, y down, in full-resolution pixels, pixel (i, j) centred on
+(x=i, y=j). Regions are rasterised exactly like labelme's ``shape_to_mask`` (PIL ImageDraw, fill and
+outline). The rules for what the annotation may contain are in docs/scene_format.md ("generate_mask").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import io
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from scene.io import (
+    Hint,
+    atomic_path,
+    load_image_any,
+    read_json,
+    write_hints,
+    write_labels,
+    write_mask,
+    write_png,
+)
+from scene.manifest import StageRun, check_writable
+from scene.paths import ScenePaths
+from utils.console import warn
+from utils.errors import UserError
+
+REGION_TYPES = ("polygon", "rectangle", "circle")
+HINT_TYPES = ("line", "linestrip")
+IMAGE_NAMES = ("image.png", "image.jpg", "image.jpeg")
+LEGACY_FILES = ("label.png", "label_names.txt")
+LABELME_FIX = "save the annotation with labelme 4.x/5.x (File > Save) as SCENE/image.json"
+
+# EXIF orientation -> the PIL transpose that shows the image as labelme displays it.
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class RegionShape:
+    """One motion-region shape of the annotation."""
+
+    label: str
+    shape_type: str  # "polygon" | "rectangle" | "circle"
+    points: np.ndarray  # (N, 2) float64, x right, y down, pixels
+    index: int  # position in the labelme "shapes" list (0-based), for messages
+
+
+@dataclass
+class MaskResult:
+    """Everything scripts/generate_mask.py writes, computed and validated in memory."""
+
+    scene: ScenePaths  # where the outputs go
+    json_path: Path
+    image_path: Path | None  # the picture file used; None = the embedded imageData
+    image: np.ndarray  # (H, W, 3) uint8 RGB at annotation size
+    regions: np.ndarray  # (H, W) int32, 0 = static, 1..K in shape order
+    region_labels: list[str]  # label of region k at index k - 1
+    hints: list[Hint]  # full-resolution pixels, region = region of the start point (0 = none)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step of build_mask
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(H, W) bool union of the regions."""
+        return self.regions > 0
+
+
+class _Warnings(list):
+    """Collects warnings and shows each at once (so the user sees them even if a later check fails)."""
+
+    def add(self, message: str) -> None:
+        self.append(message)
+        warn(message)
+
+
+# ----------------------------------------------------------------------------- the labelme document
+
+
+def is_hint_label(label: str) -> bool:
+    """Hints are shapes whose label starts with "hint" (case-insensitive, surrounding spaces ignored)."""
+    return label.strip().lower().startswith("hint")
+
+
+def read_labelme(json_path: Path) -> dict[str, Any]:
+    """Read a labelme JSON file and check its structure (a dict with a ``shapes`` list of valid shapes)."""
+    json_path = Path(json_path)
+    if not json_path.is_file():
+        raise UserError(f"{json_path} is missing", f"annotate the photo with labelme and {LABELME_FIX}")
+    doc = read_json(json_path, "labelme annotation")
+    if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
+        raise UserError(f"{json_path} is not a labelme annotation (no 'shapes' list)", LABELME_FIX)
+    for i, shape in enumerate(doc["shapes"]):
+        _check_shape(json_path, i, shape)
+    for key in ("imageWidth", "imageHeight"):
+        value = doc.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise UserError(f"{json_path}: '{key}' is {value!r}, not a positive integer", LABELME_FIX)
+    return doc
+
+
+def _check_shape(json_path: Path, i: int, shape: Any) -> None:
+    where = f"{json_path}: shape {i}"
+    if not isinstance(shape, dict):
+        raise UserError(f"{where} is not an object", LABELME_FIX)
+    if not isinstance(shape.get("label"), str):
+        raise UserError(f"{where} has no text 'label'", LABELME_FIX)
+    if not isinstance(shape.get("shape_type", "polygon"), str | type(None)):
+        raise UserError(f"{where} ('{shape['label']}') has a non-text 'shape_type'", LABELME_FIX)
+    points = shape.get("points")
+    if not isinstance(points, list) or not all(_is_point(p) for p in points):
+        raise UserError(f"{where} ('{shape['label']}') has no valid 'points' list of [x, y] numbers", LABELME_FIX)
+
+
+def _is_point(p: Any) -> bool:
+    return (
+        isinstance(p, list | tuple)
+        and len(p) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in p)
+    )
+
+
+def _shape_type(shape: dict[str, Any]) -> str:
+    # labelme 3.x files have no shape_type: everything was a polygon then.
+    return str(shape.get("shape_type") or "polygon").strip().lower()
+
+
+# ----------------------------------------------------------------------------- the photo
+
+
+def _decode_image_bytes(data: bytes, what: str) -> np.ndarray:
+    try:
+        return _exif_upright(load_image_any(io.BytesIO(data)), io.BytesIO(data))  # type: ignore[arg-type]
+    except UserError:
+        raise UserError(f"{what} is not a readable image", "re-save the annotation in labelme") from None
+
+
+def _exif_upright(image: np.ndarray, source: Path | io.BytesIO) -> np.ndarray:
+    """Apply the EXIF orientation, as labelme does when it opens a photo (annotations are upright)."""
+    try:
+        with Image.open(source) as im:
+            orientation = im.getexif().get(0x0112, 1)
+    except (OSError, ValueError):
+        return image
+    method = _EXIF_TRANSPOSE.get(orientation)
+    return image if method is None else np.asarray(Image.fromarray(image).transpose(method))
+
+
+def _embedded_bytes(json_path: Path, doc: dict[str, Any]) -> bytes | None:
+    data = doc.get("imageData")
+    if data in (None, ""):
+        return None
+    if not isinstance(data, str):
+        raise UserError(f"{json_path}: 'imageData' is not base64 text", "re-save the annotation in labelme")
+    try:
+        return base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError):
+        raise UserError(f"{json_path}: 'imageData' is not valid base64", "re-save the annotation in labelme") from None
+
+
+def image_candidates(json_path: Path, doc: dict[str, Any], extra: tuple[Path, ...] = ()) -> list[Path]:
+    """Picture files to try, in priority order: ``imagePath`` (relative to the JSON), then
+    ``image.png|jpg|jpeg`` beside the JSON, then ``extra``. Only existing files are returned."""
+    folder = json_path.parent
+    out: list[Path] = []
+    named = doc.get("imagePath")
+    if isinstance(named, str) and named.strip():
+        # labelme on Windows writes backslashes; PureWindowsPath reads both separators.
+        rel = Path(*PureWindowsPath(named.strip()).parts)
+        out.append(rel if rel.is_absolute() else folder / rel)
+    out += [folder / name for name in IMAGE_NAMES]
+    out += list(extra)
+    seen: list[Path] = []
+    for p in out:
+        if p.is_file() and p.resolve() not in [q.resolve() for q in seen]:
+            seen.append(p)
+    return seen
+
+
+def load_annotation_image(
+    json_path: Path, doc: dict[str, Any], extra: tuple[Path, ...] = ()
+) -> tuple[np.ndarray, Path | None]:
+    """The photo the annotation was drawn on, (H, W, 3) uint8 RGB, and the file it came from
+    (None = the base64 ``imageData`` embedded in the JSON, used only when no file is found).
+
+    Its size must equal ``imageWidth`` x ``imageHeight`` when the JSON has them; without them, a file
+    and the embedded image must agree with each other.
+    """
+    files = image_candidates(json_path, doc, extra)
+    embedded = _embedded_bytes(json_path, doc)
+    if not files and embedded is None:
+        raise UserError(
+            f"no photo for {json_path}: no file '{doc.get('imagePath')}', no image.png/.jpg beside it, no imageData",
+            "put the annotated photo beside the JSON as image.png",
+        )
+    if files:
+        image = _exif_upright(load_image_any(files[0]), files[0])
+        source: Path | None = files[0]
+    else:
+        image = _decode_image_bytes(embedded, f"the imageData embedded in {json_path}")  # type: ignore[arg-type]
+        source = None
+    _check_image_size(json_path, doc, image, source, embedded)
+    return image, source
+
+
+def _check_image_size(
+    json_path: Path, doc: dict[str, Any], image: np.ndarray, source: Path | None, embedded: bytes | None
+) -> None:
+    h, w = image.shape[:2]
+    what = str(source) if source is not None else "its imageData"
+    jw, jh = doc.get("imageWidth"), doc.get("imageHeight")
+    if jw is not None and jh is not None:
+        if (w, h) != (jw, jh):
+            fix = "give the photo the annotation was drawn on (same size), or re-annotate this photo"
+            if source is not None and embedded is not None:
+                fix += f"; remove {source.name} to use the photo embedded in the JSON"
+            raise UserError(f"{what} is {w}x{h} but {json_path.name} says {jw}x{jh}", fix)
+        return
+    if source is not None and embedded is not None:
+        try:
+            with Image.open(io.BytesIO(embedded)) as im:  # header only: cheap
+                ew, eh = _exif_size(im)
+        except OSError:
+            return  # unreadable imageData is irrelevant when a file was found
+        if (ew, eh) != (w, h):
+            raise UserError(
+                f"{source} is {w}x{h} but the photo embedded in {json_path.name} is {ew}x{eh}",
+                "give the photo the annotation was drawn on",
+            )
+
+
+def _exif_size(im: Image.Image) -> tuple[int, int]:
+    w, h = im.size
+    return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def split_shapes(
+    json_path: Path, doc: dict[str, Any], width: int, height: int, add: Callable[[str], None] = warn
+) -> tuple[list[RegionShape], list[Hint]]:
+    """Sort the shapes into motion regions and hints (hint regions still 0), validating each.
+
+    Raises UserError for a polygon with < 3 points, a rectangle/circle without 2 points, a ``line``
+    hint without exactly 2 points, a ``linestrip`` hint with < 2 points. Other shape types, non-hint
+    lines and zero-length hints are reported through ``add`` and skipped. Hint points outside the
+    image are clipped to it (warned); region shapes extending outside are clipped when rasterised.
+    """
+    regions: list[RegionShape] = []
+    hints: list[Hint] = []
+    for i, shape in enumerate(doc["shapes"]):
+        label, kind = shape["label"], _shape_type(shape)
+        points = np.asarray(shape["points"], np.float64).reshape(-1, 2)
+        name = f"shape {i} '{label}' ({kind})"
+        if is_hint_label(label):
+            hints += _parse_hint(json_path, name, label, kind, points, width, height, add)
+        elif kind in REGION_TYPES:
+            _check_region_points(json_path, name, kind, points)
+            if _outside(points, width, height):
+                add(f"{name} extends outside the {width}x{height} image: clipped to it")
+            regions.append(RegionShape(label, kind, points, i))
+        elif kind in HINT_TYPES:
+            add(f"{name} is a line whose label does not start with 'hint': skipped (rename it hint... to use it)")
+        else:
+            add(f"{name}: shape type '{kind}' is not supported (polygon, rectangle, circle, line): skipped")
+    return regions, hints
+
+
+def _check_region_points(json_path: Path, name: str, kind: str, points: np.ndarray) -> None:
+    if kind == "polygon" and len(points) < 3:
+        raise UserError(f"{json_path}: {name} has {len(points)} points, a polygon needs >= 3", "redraw or delete it")
+    if kind == "circle" and len(points) != 2:
+        raise UserError(f"{json_path}: {name} has {len(points)} points, a circle needs 2", "redraw or delete it")
+    if kind == "rectangle" and len(points) not in (2, 4):
+        raise UserError(f"{json_path}: {name} has {len(points)} points, a rectangle needs 2", "redraw or delete it")
+
+
+def _parse_hint(
+    json_path: Path,
+    name: str,
+    label: str,
+    kind: str,
+    points: np.ndarray,
+    width: int,
+    height: int,
+    add: Callable[[str], None],
+) -> list[Hint]:
+    # A 2-point "polygon" is how labelme 3.x (no shape_type) stored a line.
+    if kind == "polygon" and len(points) == 2:
+        kind = "line"
+    if kind not in HINT_TYPES:
+        add(f"{name} is labelled as a hint but is not a line: skipped (draw hints with Create Line)")
+        return []
+    if kind == "line" and len(points) != 2:
+        raise UserError(
+            f"{json_path}: hint {name} has {len(points)} points, a hint line needs exactly 2 (start, end)",
+            "redraw it with Create Line, or use Create LineStrip for a chain of hints",
+        )
+    if kind == "linestrip" and len(points) < 2:
+        raise UserError(f"{json_path}: hint {name} has {len(points)} point, needs >= 2", "redraw or delete it")
+    if _outside(points, width, height):
+        add(f"hint {name} has points outside the {width}x{height} image: clipped to the image border")
+    points = np.clip(points, 0.0, [width - 1.0, height - 1.0])
+    out = []
+    for j in range(len(points) - 1):
+        start, end = (float(points[j, 0]), float(points[j, 1])), (float(points[j + 1, 0]), float(points[j + 1, 1]))
+        if start == end:
+            add(f"hint {name} segment {j} has zero length (no direction): skipped")
+            continue
+        out.append(Hint(start, end, 0, label))
+    return out
+
+
+def _outside(points: np.ndarray, width: int, height: int) -> bool:
+    """Any point beyond the pixel area (labelme keeps points within [0, W-1] x [0, H-1])."""
+    return bool(np.any(points < -0.5) or np.any(points[:, 0] > width - 0.5) or np.any(points[:, 1] > height - 0.5))
+
+
+# ----------------------------------------------------------------------------- rasterising
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: RegionShape, value: int) -> None:
+    """Draw one shape with fill and outline ``value``, as labelme's ``shape_to_mask`` does."""
+    pts = shape.points
+    if shape.shape_type == "circle":
+        (cx, cy), (px, py) = pts
+        r = math.hypot(cx - px, cy - py)
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=value, fill=value)
+    elif shape.shape_type == "rectangle" and len(pts) == 2:
+        # PIL needs corners ordered; labelme stores the two clicks in drawing order.
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        draw.rectangle([x0, y0, x1, y1], outline=value, fill=value)
+    else:  # polygon, or a 4-corner rectangle
+        draw.polygon([tuple(p) for p in pts.tolist()], outline=value, fill=value)
+
+
+def rasterize_shape(shape: RegionShape, width: int, height: int) -> np.ndarray:
+    """(H, W) bool mask of one shape, labelme's rasterisation (PIL, outline included)."""
+    img = Image.new("L", (width, height), 0)
+    _draw_shape(ImageDraw.Draw(img), shape, 1)
+    return np.asarray(img, bool)
+
+
+def rasterize_regions(shapes: list[RegionShape], width: int, height: int) -> np.ndarray:
+    """(H, W) int32 region map: 0 static, shape k (1-based, in order) -> k; later shapes overwrite earlier."""
+    # One int32 canvas drawn in order gives the same pixels as per-shape masks assigned in order.
+    img = Image.new("I", (width, height), 0)
+    draw = ImageDraw.Draw(img)
+    for k, shape in enumerate(shapes, 1):
+        _draw_shape(draw, shape, k)
+    return np.asarray(img, np.int32).copy()
+
+
+def drop_empty_regions(
+    regions: np.ndarray, shapes: list[RegionShape], add: Callable[[str], None] = warn
+) -> tuple[np.ndarray, list[RegionShape]]:
+    """Renumber so that every id 1..K has pixels (warning about shapes that cover none)."""
+    counts = np.bincount(regions.ravel(), minlength=len(shapes) + 1)
+    keep = [k for k in range(1, len(shapes) + 1) if counts[k] > 0]
+    for k in range(1, len(shapes) + 1):
+        if counts[k] == 0:
+            s = shapes[k - 1]
+            add(f"shape {s.index} '{s.label}' ({s.shape_type}) covers no pixel (outside the image or hidden): skipped")
+    if len(keep) == len(shapes):
+        return regions, shapes
+    lut = np.zeros(len(shapes) + 1, np.int32)
+    lut[keep] = np.arange(1, len(keep) + 1)
+    return lut[regions], [shapes[k - 1] for k in keep]
+
+
+def assign_hint_regions(hints: list[Hint], regions: np.ndarray, add: Callable[[str], None] = warn) -> list[Hint]:
+    """Each hint gets the region its start point falls in (nearest pixel); 0, warned, if none."""
+    h, w = regions.shape
+    out = []
+    for hint in hints:
+        x = min(max(round(hint.start[0]), 0), w - 1)
+        y = min(max(round(hint.start[1]), 0), h - 1)
+        region = int(regions[y, x])
+        if region == 0:
+            add(
+                f"hint '{hint.label}' from ({hint.start[0]:.1f}, {hint.start[1]:.1f}) starts outside every motion "
+                "region: kept with region 0 (it still steers the motion nearby; move its start into a region to tie it)"
+            )
+        out.append(Hint(hint.start, hint.end, region, hint.label))
+    return out
+
+
+# ----------------------------------------------------------------------------- preview
+
+_PALETTE = np.array(
+    [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)],
+    np.float32,
+)
+
+
+def render_preview(image: np.ndarray, regions: np.ndarray, hints: list[Hint], alpha: float = 0.45) -> np.ndarray:
+    """(H, W, 3) uint8: the photo, each region tinted in its own colour, hints as yellow arrows."""
+    if image.shape[:2] != regions.shape:
+        raise ValueError(f"image {image.shape} and regions {regions.shape} differ in size")
+    colours = np.vstack([np.zeros((1, 3), np.float32), _PALETTE[np.arange(int(regions.max(initial=0))) % 7]])
+    tint = colours[regions]
+    inside = (regions > 0)[..., None]
+    out = np.where(inside, image * (1 - alpha) + tint * alpha, image).astype(np.uint8)
+    h, w = regions.shape
+    thick = max(1, round(min(h, w) / 300))
+    for hint in hints:
+        a = (round(hint.start[0]), round(hint.start[1]))
+        b = (round(hint.end[0]), round(hint.end[1]))
+        length = max(math.dist(a, b), 1.0)
+        tip = min(0.4, max(0.15, 6.0 * thick / length))
+        cv2.arrowedLine(out, a, b, (0, 0, 0), thick + 2, cv2.LINE_AA, tipLength=tip)
+        cv2.arrowedLine(out, a, b, (255, 230, 0), thick, cv2.LINE_AA, tipLength=tip)
+        cv2.circle(out, a, thick + 1, (255, 230, 0), -1, cv2.LINE_AA)
+    return out
+
+
+# ----------------------------------------------------------------------------- legacy image_json/
+
+
+def is_legacy_dir(folder: Path) -> bool:
+    """A ``labelme_json_to_dataset`` output folder (label.png + label_names.txt, no image.json)."""
+    return not (folder / "image.json").is_file() and all((folder / n).is_file() for n in LEGACY_FILES)
+
+
+def read_legacy_labels(folder: Path) -> tuple[np.ndarray, list[str]]:
+    """image_json/label.png (H, W) class ids and label_names.txt (class id -> name)."""
+    names = [n.strip() for n in (folder / "label_names.txt").read_text(encoding="utf-8").splitlines() if n.strip()]
+    try:
+        with Image.open(folder / "label.png") as im:
+            labels = np.asarray(im).astype(np.int32)
+    except OSError:
+        raise UserError(f"{folder / 'label.png'} is not a readable PNG", "re-run labelme_json_to_dataset") from None
+    if labels.ndim != 2 or labels.max(initial=0) >= max(len(names), 1):
+        raise UserError(
+            f"{folder / 'label.png'} does not match {folder / 'label_names.txt'}", "re-run labelme_json_to_dataset"
+        )
+    return labels, names
+
+
+def check_legacy_agrees(folder: Path, regions: np.ndarray, add: Callable[[str], None] = warn) -> float | None:
+    """IoU between label.png's motion classes and our region union (pixels painted as hints excluded).
+
+    label.png is the old tool's rasterisation of the same JSON, with hint strokes painted over the
+    regions and one class per label; it is only a cross-check. Warns when they disagree (IoU < 0.98).
+    """
+    labels, names = read_legacy_labels(folder)
+    if labels.shape != regions.shape:
+        add(f"{folder / 'label.png'} is {labels.shape[1]}x{labels.shape[0]}, not the annotation size: not checked")
+        return None
+    hint_ids = [i for i, n in enumerate(names) if is_hint_label(n)]
+    motion_ids = [i for i, n in enumerate(names) if i > 0 and not is_hint_label(n) and n != "_background_"]
+    valid = ~np.isin(labels, hint_ids)
+    theirs, ours = np.isin(labels, motion_ids) & valid, (regions > 0) & valid
+    union = np.count_nonzero(theirs | ours)
+    iou = 1.0 if union == 0 else np.count_nonzero(theirs & ours) / union
+    if iou < 0.98:
+        add(f"{folder / 'label.png'} disagrees with image.json (IoU {iou:.3f}): image.json is used")
+    return float(iou)
+
+
+# ----------------------------------------------------------------------------- the whole stage
+
+
+def resolve_input(input_dir: str | Path) -> tuple[ScenePaths, Path | None]:
+    """(scene whose outputs are written, legacy image_json folder or None) for ``--input_dir``."""
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder", "give --input_dir the scene folder holding image.json")
+    if is_legacy_dir(folder):
+        return ScenePaths(folder.parent), folder
+    return ScenePaths(folder), None
+
+
+def build_mask(input_dir: str | Path) -> MaskResult:
+    """Parse and validate the annotation of a scene folder (or a legacy image_json/ folder) into memory.
+
+    Raises UserError (one line) for every problem listed in docs/scene_format.md; writes nothing.
+    """
+    scene, legacy = resolve_input(input_dir)
+    json_path = scene.labelme_json
+    if legacy is not None and not json_path.is_file():
+        raise UserError(
+            f"{legacy} holds only painted strokes (label.png), not the hint lines, and {json_path} is missing",
+            f"put the labelme JSON the folder was made from at {json_path}",
+        )
+    log = _Warnings()
+    t0 = time.perf_counter()
+    doc = read_labelme(json_path)
+    t1 = time.perf_counter()
+    extra = (legacy / "img.png",) if legacy is not None else ()
+    image, image_path = load_annotation_image(json_path, doc, extra)
+    t2 = time.perf_counter()
+    h, w = image.shape[:2]
+    shapes, hints = split_shapes(json_path, doc, w, h, log.add)
+    if not shapes:
+        raise UserError(
+            f"{json_path} has no motion region (polygon, rectangle or circle not labelled hint*)",
+            "draw a polygon around each part that should move",
+        )
+    if not hints:
+        raise UserError(
+            f"{json_path} has no motion hint (a line labelled hint*)",
+            "draw a line labelled hint_0 from where the motion starts to where it goes",
+        )
+    regions, shapes = drop_empty_regions(rasterize_regions(shapes, w, h), shapes, log.add)
+    if not shapes:
+        raise UserError(f"every motion region of {json_path} lies outside the image", "redraw the regions")
+    hints = assign_hint_regions(hints, regions, log.add)
+    if legacy is not None:
+        check_legacy_agrees(legacy, regions, log.add)
+    labels = [s.label for s in shapes]
+    timings = {"read_json": t1 - t0, "read_image": t2 - t1, "rasterise": time.perf_counter() - t2}
+    return MaskResult(scene, json_path, image_path, image, regions, labels, hints, list(log), timings)
+
+
+@contextlib.contextmanager
+def _all_or_nothing(paths: list[Path]) -> Iterator[dict[Path, Path]]:
+    """Temporary paths for every output; all renamed over their targets only if the block succeeds."""
+    with contextlib.ExitStack() as stack:
+        yield {p: stack.enter_context(atomic_path(p)) for p in paths}
+
+
+def write_mask_outputs(result: MaskResult, config: dict[str, Any]) -> list[Path]:
+    """Write image_rgb.png, mask.png, regions.png, hints.json, mask_preview.png, then the manifest."""
+    scene = result.scene
+    check_writable(scene.root)
+    inputs = [q for q in (_inside(p, scene.root) for p in (result.json_path, result.image_path)) if q is not None]
+    run = StageRun(scene, "mask", config, inputs=inputs)
+    run.timings.update(result.timings)
+    with run.step("preview"):
+        preview = render_preview(result.image, result.regions, result.hints)
+    outputs = [scene.photo, scene.mask, scene.regions, scene.hints, scene.mask_preview]
+    run.invalidate()  # the old manifest must not vouch for a half-replaced set
+    with run.step("write"), _all_or_nothing(outputs) as tmp:
+        write_png(tmp[scene.photo], result.image)
+        write_mask(tmp[scene.mask], result.mask)
+        write_labels(tmp[scene.regions], result.regions)
+        write_hints(tmp[scene.hints], result.hints)
+        write_png(tmp[scene.mask_preview], preview)
+    run.info.update(
+        image_source=str(result.image_path) if result.image_path else "imageData",
+        size=[int(result.image.shape[1]), int(result.image.shape[0])],
+        region_labels=result.region_labels,
+        region_pixels=np.bincount(result.regions.ravel())[1:].tolist(),
+        hints=len(result.hints),
+        warnings=result.warnings,
+    )
+    run.finish(outputs=outputs)
+    return outputs
+
+
+def _inside(path: Path | None, root: Path) -> Path | None:
+    """``path`` spelled under ``root`` (manifests hash files relative to the scene), None if outside it."""
+    if path is None:
+        return None
+    try:
+        return root / path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None

@@ -1,0 +1,47 @@
+"""Stage 0: a labelme annotation -> motion regions and motion hints.
+
+    python scripts/generate_mask.py --input_dir SCENE          # reads SCENE/image.json + the photo
+    python scripts/generate_mask.py --inputdir SCENE/image_json  # the original workflow's folder
+
+Writes into SCENE: image_rgb.png, mask.png, regions.png, hints.json, mask_preview.png, and
+manifests/mask.json last. On any problem: one line, exit code 2, nothing written.
+Formats and rules: docs/scene_format.md ("generate_mask").
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scene.annotation import build_mask, write_mask_outputs
+from utils.cli import make_parser, run_main
+from utils.console import info
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser(__doc__.splitlines()[0], prog="generate_mask.py")
+    parser.add_argument(
+        "--input_dir",
+        "--inputdir",
+        dest="input_dir",
+        required=True,
+        help="scene folder holding image.json and the photo (or the legacy SCENE/image_json folder)",
+    )
+    args = parser.parse_args(argv)
+    result = build_mask(args.input_dir)
+    write_mask_outputs(result, config={"input_dir": str(args.input_dir)})
+    h, w = result.regions.shape
+    counts = ", ".join(f"{k}:{lab}" for k, lab in enumerate(result.region_labels, 1))
+    info(
+        f"{result.scene.root}: {w}x{h}, {len(result.region_labels)} region(s) ({counts}), "
+        f"{len(result.hints)} hint(s), {len(result.warnings)} warning(s) -> mask.png, regions.png, hints.json"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
