@@ -50,6 +50,17 @@ def hash_files(root: Path, paths: Iterable[Path]) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): file_hash(p) for p in _files(paths)}
 
 
+def resources() -> dict[str, float]:
+    """Peak memory of this process: CPU resident set (GB) and, when CUDA was used, GPU allocations (GB)."""
+    import resource
+
+    out = {"peak_cpu_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return out
+
+
 def versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in ("numpy", "torch", "gsplat", "transformers", "diffusers"):
@@ -100,6 +111,7 @@ class StageRun:
             "outputs": hash_files(self.scene.root, outputs),
             "versions": versions(),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "resources": resources(),
             "info": self.info,
         }
         write_json(self.scene.manifest(self.stage), manifest)
