@@ -126,6 +126,7 @@ def _stage_section(scene: ScenePaths, stage: str, title: str) -> str:
         parts.append(_table(timings, ("step", "wall time")))
     figures = [(k, _fmt(v)) for k, v in info.items() if k != "warnings" and not isinstance(v, (list, dict))]
     figures += [(f"backend: {k}", str(v)) for k, v in (info.get("backends") or {}).items()]
+    figures += [(k, _fmt(v)) for k, v in manifest.get("resources", {}).items()]
     if figures:
         parts.append(_table(figures, ("figure", "value")))
     parts.append(f"<p><small>command: <code>{html.escape(str(manifest.get('command', '')))}</code></small></p>")
