@@ -91,6 +91,49 @@ class MotionPaths:
 
 
 @dataclass(frozen=True)
+class GaussianPaths:
+    """Outputs of train_4DGS.py, relative to ``SCENE/gaussians``."""
+
+    dir: Path
+
+    @property
+    def point_cloud_dir(self) -> Path:
+        return self.dir / "point_cloud"
+
+    def iteration_dir(self, iteration: int) -> Path:
+        return self.point_cloud_dir / f"iteration_{int(iteration)}"
+
+    def ply(self, iteration: int) -> Path:  # canonical Gaussians, standard 3DGS PLY layout
+        return self.iteration_dir(iteration) / "point_cloud.ply"
+
+    def deformation(self, iteration: int) -> Path:  # deformation weights + per-Gaussian motion (safetensors)
+        return self.iteration_dir(iteration) / "deformation.safetensors"
+
+    def deformation_json(self, iteration: int) -> Path:  # hyper-parameters of the deformation and the loop
+        return self.iteration_dir(iteration) / "deformation.json"
+
+    @property
+    def cameras(self) -> Path:  # stage 1's cameras, copied (cameras[0] = the photo's)
+        return self.dir / "cameras.json"
+
+    @property
+    def config(self) -> Path:  # resolved training config
+        return self.dir / "config.json"
+
+    @property
+    def metrics(self) -> Path:  # PSNRs and the loss curve
+        return self.dir / "metrics.json"
+
+    @property
+    def previews_dir(self) -> Path:
+        return self.dir / "previews"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+
+@dataclass(frozen=True)
 class ScenePaths:
     """Every file of a scene folder. Stage outputs are complete only when their manifest exists."""
 
@@ -133,6 +176,10 @@ class ScenePaths:
     @property
     def gaussians_dir(self) -> Path:
         return self.root / "gaussians"
+
+    @property
+    def gaussians(self) -> GaussianPaths:
+        return GaussianPaths(self.gaussians_dir)
 
     @property
     def video_dir(self) -> Path:
