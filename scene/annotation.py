@@ -271,8 +271,10 @@ def split_shapes(
 
     Raises UserError for a polygon with < 3 points, a rectangle/circle without 2 points, a ``line``
     hint without exactly 2 points, a ``linestrip`` hint with < 2 points. Other shape types, non-hint
-    lines and zero-length hints are reported through ``add`` and skipped. Hint points outside the
-    image are clipped to it (warned); region shapes extending outside are clipped when rasterised.
+    lines and zero-length hints are reported through ``add`` and skipped. Region shapes extending
+    outside the image are clipped when rasterised (warned). A hint whose start is outside the image is
+    moved, vector unchanged, so that its start is on the border (warned); an end outside is kept as
+    it is, since only the vector end - start is used.
     """
     regions: list[RegionShape] = []
     hints: list[Hint] = []
@@ -326,16 +328,18 @@ def _parse_hint(
         )
     if kind == "linestrip" and len(points) < 2:
         raise UserError(f"{json_path}: hint {name} has {len(points)} point, needs >= 2", "redraw or delete it")
-    if _outside(points, width, height):
-        add(f"hint {name} has points outside the {width}x{height} image: clipped to the image border")
-    points = np.clip(points, 0.0, [width - 1.0, height - 1.0])
     out = []
     for j in range(len(points) - 1):
-        start, end = (float(points[j, 0]), float(points[j, 1])), (float(points[j + 1, 0]), float(points[j + 1, 1]))
-        if start == end:
+        start, end = points[j], points[j + 1]
+        if np.array_equal(start, end):
             add(f"hint {name} segment {j} has zero length (no direction): skipped")
             continue
-        out.append(Hint(start, end, 0, label))
+        if _outside(start[None], width, height):
+            # Move the whole arrow so that its start is on the image: its vector (the motion) is kept.
+            shift = np.clip(start, 0.0, [width - 1.0, height - 1.0]) - start
+            start, end = start + shift, end + shift
+            add(f"hint {name} starts outside the {width}x{height} image: moved onto its border, same vector")
+        out.append(Hint((float(start[0]), float(start[1])), (float(end[0]), float(end[1])), 0, label))
     return out
 
 
