@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scene.procedural import make_landscape, save_scene  # noqa: E402
-from utils.cli import make_parser, run_main  # noqa: E402
-from utils.errors import require  # noqa: E402
+from scene.procedural import make_landscape, save_scene
+from utils.cli import make_parser, run_main
+from utils.errors import require
 
 
 def main(argv=None) -> int:
