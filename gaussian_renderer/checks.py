@@ -1,0 +1,103 @@
+"""Argument validation for :func:`gaussian_renderer.render` (ValueError/TypeError naming the argument)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .sh import MAX_SH_DEGREE, num_sh_bases
+
+
+def check_tensor(name: str, x: object, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Tensor:
+    """Require a floating tensor (of ``dtype`` / on ``device`` when given) with finite values."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name} has dtype {x.dtype} but means has {dtype}; use one dtype for all inputs")
+    if device is not None and x.device != device:
+        raise ValueError(f"{name} is on {x.device} but means is on {device}; put all inputs on one device")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains non-finite values (nan or inf)")
+    return x
+
+
+def check_shape(name: str, x: Tensor, shape: tuple[int | None, ...]) -> None:
+    """Require ``x.shape`` to match ``shape`` (None = any size)."""
+    ok = x.dim() == len(shape) and all(s is None or s == d for s, d in zip(shape, x.shape))
+    if not ok:
+        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+        raise ValueError(f"{name} must have shape {want}, got {list(x.shape)}")
+
+
+def check_size(name: str, value: object) -> int:
+    """Require a positive int image size."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def check_gaussians(means, quats, scales, opacities, colors, sh_degree) -> None:
+    """Validate the per-Gaussian tensors against means [N, 3]."""
+    check_tensor("means", means)
+    check_shape("means", means, (None, 3))
+    n, dt, dev = means.shape[0], means.dtype, means.device
+    check_shape("quats", check_tensor("quats", quats, dt, dev), (n, 4))
+    if n and bool((quats.norm(dim=-1) == 0).any()):
+        raise ValueError("quats contains a zero quaternion; quaternions must have non-zero norm")
+    check_shape("scales", check_tensor("scales", scales, dt, dev), (n, 3))
+    if n and bool((scales <= 0).any()):
+        raise ValueError("scales must be positive (pass activated scales, e.g. exp(log_scales))")
+    check_shape("opacities", check_tensor("opacities", opacities, dt, dev), (n,))
+    if n and bool(((opacities < 0) | (opacities > 1)).any()):
+        raise ValueError("opacities must lie in [0, 1] (pass activated opacities, e.g. sigmoid(logits))")
+    check_tensor("colors", colors, dt, dev)
+    if sh_degree is None:
+        check_shape("colors", colors, (n, 3))
+        return
+    if isinstance(sh_degree, bool) or not isinstance(sh_degree, int) or not 0 <= sh_degree <= MAX_SH_DEGREE:
+        raise ValueError(f"sh_degree must be None or an int in 0..{MAX_SH_DEGREE}, got {sh_degree!r}")
+    check_shape("colors", colors, (n, None, 3))
+    if colors.shape[1] < num_sh_bases(sh_degree):
+        raise ValueError(
+            f"colors has {colors.shape[1]} SH coefficients per channel; sh_degree={sh_degree} needs "
+            f">= {num_sh_bases(sh_degree)}"
+        )
+
+
+def check_cameras(viewmats, ks, width, height, means: Tensor) -> int:
+    """Validate viewmats [C, 4, 4], Ks [C, 3, 3] and the image size; returns C."""
+    check_tensor("viewmats", viewmats, means.dtype, means.device)
+    check_shape("viewmats", viewmats, (None, 4, 4))
+    n_cams = viewmats.shape[0]
+    if n_cams == 0:
+        raise ValueError("viewmats must hold at least one camera, got shape [0, 4, 4]")
+    check_tensor("Ks", ks, means.dtype, means.device)
+    check_shape("Ks", ks, (n_cams, 3, 3))
+    if bool((ks[:, 0, 0] <= 0).any() | (ks[:, 1, 1] <= 0).any()):
+        raise ValueError("Ks must have positive focal lengths Ks[:, 0, 0] and Ks[:, 1, 1]")
+    check_size("width", width)
+    check_size("height", height)
+    return n_cams
+
+
+def check_background(background, n_cams: int, means: Tensor) -> Tensor:
+    """Validate background (None | [3] | [C, 3]) and return it as [C, 3]."""
+    if background is None:
+        return torch.zeros(n_cams, 3, dtype=means.dtype, device=means.device)
+    check_tensor("background", background, means.dtype, means.device)
+    if background.shape == (3,):
+        return background[None].expand(n_cams, 3)
+    check_shape("background", background, (n_cams, 3))
+    return background
+
+
+def check_planes(near: float, far: float) -> None:
+    """Require 0 < near < far."""
+    if not (isinstance(near, (int, float)) and isinstance(far, (int, float))):
+        raise TypeError("near and far must be numbers")
+    if not 0 < near < far:
+        raise ValueError(f"near and far must satisfy 0 < near < far, got near={near}, far={far}")

@@ -1,0 +1,236 @@
+"""Tiled front-to-back alpha compositing in pure PyTorch with a hand-written backward pass.
+
+Semantics follow gsplat 1.5.3 (classic mode) per pixel at (j + 0.5, i + 0.5):
+sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, alpha = min(0.999, opacity exp(-sigma)); contributions with
+alpha < 1/255 are skipped; compositing stops *before* the Gaussian that would bring the transmittance
+to <= 1e-4 (that one and all behind it are dropped).
+
+Speed: all pixels of a tile share one depth-sorted list, so a tile is a dense [P pixels, K Gaussians]
+problem. Tiles are batched by similar list length (padding stays small) under an element budget
+(memory stays bounded). sigma is a quadratic form in the tile-local pixel coordinates, so it is one
+batched matmul of a fixed [P, 6] pixel basis with [6, K] per-Gaussian coefficients; the backward pass
+reduces over pixels with the same basis. The backward pass recomputes the forward per batch instead
+of storing [P, K] intermediates, so memory does not grow with the number of tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .projection import ALPHA_THRESHOLD
+from .tiles import TileLists
+
+MAX_ALPHA = 0.999  # gsplat 1.5.3 clamps alpha here (the original 3DGS used 0.99)
+T_MIN = 1e-4  # early termination: stop before transmittance would fall to <= T_MIN
+LOG_T_MIN = math.log(T_MIN)
+ELEMENT_BUDGET = 1 << 21  # tiles x pixels x Gaussians evaluated at once (bounds memory)
+
+
+@dataclass
+class _Batch:
+    tiles: Tensor  # [B] tile ids
+    gids: Tensor  # [B, K] flat instance ids (0 for padding)
+    valid: Tensor  # [B, K] bool
+
+
+def _plan_batches(tl: TileLists, pixels: int) -> list[_Batch]:
+    """Group non-empty tiles with similar list lengths into batches under the element budget."""
+    nonempty = torch.nonzero(tl.counts > 0).squeeze(1)
+    if len(nonempty) == 0:
+        return []
+    counts = tl.counts[nonempty]
+    order = torch.argsort(counts)
+    nonempty, counts = nonempty[order], counts[order]
+    counts_list = counts.tolist()
+    batches, start = [], 0
+    while start < len(counts_list):
+        stop = start + 1
+        while stop < len(counts_list) and (stop + 1 - start) * counts_list[stop] * pixels <= ELEMENT_BUDGET:
+            stop += 1
+        tiles = nonempty[start:stop]
+        k = counts_list[stop - 1]
+        ar = torch.arange(k, device=tl.ids.device)
+        valid = ar[None] < counts[start:stop, None]
+        idx = torch.where(valid, tl.offsets[tiles, None] + ar[None], torch.zeros_like(ar)[None])
+        batches.append(_Batch(tiles=tiles, gids=tl.ids[idx] if len(tl.ids) else idx, valid=valid))
+        start = stop
+    return batches
+
+
+def _pixel_basis(tile_size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """[P, 6] basis (1, u, v, u^2, v^2, u v) of pixel centres in tile-centred coordinates."""
+    r = torch.arange(tile_size, dtype=dtype, device=device) + 0.5 - 0.5 * tile_size
+    v, u = torch.meshgrid(r, r, indexing="ij")
+    u, v = u.reshape(-1), v.reshape(-1)
+    return torch.stack([torch.ones_like(u), u, v, u * u, v * v, u * v], dim=-1)
+
+
+def _tile_centres(tiles: Tensor, tl: TileLists, dtype: torch.dtype) -> Tensor:
+    """Pixel coordinates [B, 2] of the centres of tiles."""
+    col = tiles % tl.tiles_x
+    row = (tiles // tl.tiles_x) % tl.tiles_y
+    half = 0.5 * tl.tile_size
+    return torch.stack([col * tl.tile_size + half, row * tl.tile_size + half], dim=-1).to(dtype)
+
+
+@dataclass
+class _Local:
+    """Per-batch Gaussian data in tile-local coordinates, all [B, K]."""
+
+    mx: Tensor
+    my: Tensor
+    ca: Tensor
+    cb: Tensor
+    cc: Tensor
+    op: Tensor
+
+
+def _gather(batch: _Batch, tl: TileLists, means2d: Tensor, conics: Tensor, opacities: Tensor) -> _Local:
+    centre = _tile_centres(batch.tiles, tl, means2d.dtype)
+    m = means2d[batch.gids]  # [B, K, 2]
+    cn = conics[batch.gids]
+    op = torch.where(
+        batch.valid, opacities[batch.gids], torch.zeros((), dtype=opacities.dtype, device=opacities.device)
+    )
+    return _Local(
+        mx=m[..., 0] - centre[:, :1], my=m[..., 1] - centre[:, 1:], ca=cn[..., 0], cb=cn[..., 1], cc=cn[..., 2], op=op
+    )
+
+
+def _coefficients(g: _Local) -> Tensor:
+    """[B, 6, K] coefficients such that sigma = basis @ coefficients."""
+    k0 = 0.5 * g.ca * g.mx * g.mx + 0.5 * g.cc * g.my * g.my + g.cb * g.mx * g.my
+    ku = -g.ca * g.mx - g.cb * g.my
+    kv = -g.cc * g.my - g.cb * g.mx
+    return torch.stack([k0, ku, kv, 0.5 * g.ca, 0.5 * g.cc, g.cb], dim=1)
+
+
+@dataclass
+class _Fwd:
+    expo: Tensor  # exp(-sigma)                     [B, P, K]
+    raw: Tensor  # opacity * exp(-sigma)            [B, P, K]
+    alpha: Tensor  # clamped, thresholded, kept      [B, P, K]
+    keep: Tensor  # contributes (before termination) [B, P, K]
+    weight: Tensor  # alpha * T_before               [B, P, K]
+    log_t: Tensor  # log final transmittance         [B, P]
+
+
+def _forward_batch(basis: Tensor, g: _Local) -> _Fwd:
+    sigma = torch.matmul(basis, _coefficients(g)).clamp_min_(0.0)  # [B, P, K]
+    expo = torch.exp(sigma.neg_())
+    raw = expo * g.op[:, None, :]
+    alpha = raw.clamp_max(MAX_ALPHA)
+    alpha = alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
+    log1m = torch.log1p(-alpha)
+    cums = torch.cumsum(log1m, dim=-1)  # log transmittance after each Gaussian
+    keep = cums > LOG_T_MIN
+    alpha = alpha.masked_fill_(~keep, 0.0)
+    weight = alpha * torch.exp(cums - log1m)
+    log_t = cums.masked_fill_(~keep, 0.0).amin(dim=-1)
+    return _Fwd(expo=expo, raw=raw, alpha=alpha, keep=keep, weight=weight, log_t=log_t)
+
+
+def _local_grads(g: _Local, mom: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients w.r.t. (mx, my, ca, cb, cc) [B, K] from sigma's pixel moments mom [B, 6, K]."""
+    m0, m1, m2, m3, m4, m5 = mom.unbind(1)
+    g_mx = m0 * (g.ca * g.mx + g.cb * g.my) - m1 * g.ca - m2 * g.cb
+    g_my = m0 * (g.cc * g.my + g.cb * g.mx) - m1 * g.cb - m2 * g.cc
+    g_ca = 0.5 * m0 * g.mx * g.mx - m1 * g.mx + 0.5 * m3
+    g_cc = 0.5 * m0 * g.my * g.my - m2 * g.my + 0.5 * m4
+    g_cb = m0 * g.mx * g.my - m1 * g.my - m2 * g.mx + m5
+    return g_mx, g_my, g_ca, g_cb, g_cc
+
+
+def _to_tiles(img: Tensor, tl: TileLists) -> Tensor:
+    """[C, H, W, D] image -> [C * tiles, P, D] (zero padded at the right/bottom)."""
+    c, h, w, d = img.shape
+    ts = tl.tile_size
+    img = torch.nn.functional.pad(img, (0, 0, 0, tl.tiles_x * ts - w, 0, tl.tiles_y * ts - h))
+    img = img.reshape(c, tl.tiles_y, ts, tl.tiles_x, ts, d).permute(0, 1, 3, 2, 4, 5)
+    return img.reshape(c * tl.tiles_y * tl.tiles_x, ts * ts, d)
+
+
+def _from_tiles(tiles: Tensor, tl: TileLists, n_cams: int, width: int, height: int) -> Tensor:
+    """[C * tiles, P, D] -> [C, H, W, D] (inverse of :func:`_to_tiles`)."""
+    ts, d = tl.tile_size, tiles.shape[-1]
+    img = tiles.reshape(n_cams, tl.tiles_y, tl.tiles_x, ts, ts, d).permute(0, 1, 3, 2, 4, 5)
+    return img.reshape(n_cams, tl.tiles_y * ts, tl.tiles_x * ts, d)[:, :height, :width]
+
+
+class _Composite(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, tl: TileLists, n_cams: int, width: int, height: int):
+        n_tiles = len(tl.counts)
+        pixels = tl.tile_size**2
+        basis = _pixel_basis(tl.tile_size, means2d.dtype, means2d.device)
+        acc = torch.zeros(n_tiles, pixels, colors.shape[-1], dtype=colors.dtype, device=colors.device)
+        log_t = torch.zeros(n_tiles, pixels, dtype=colors.dtype, device=colors.device)
+        batches = _plan_batches(tl, pixels)
+        for batch in batches:
+            g = _gather(batch, tl, means2d, conics, opacities)
+            f = _forward_batch(basis, g)
+            acc[batch.tiles] = torch.matmul(f.weight, colors[batch.gids])
+            log_t[batch.tiles] = f.log_t
+        ctx.save_for_backward(means2d, conics, colors, opacities)
+        ctx.geometry = (tl, batches, n_cams, width, height)
+        trans = torch.exp(log_t)[..., None]
+        return _from_tiles(acc, tl, n_cams, width, height), _from_tiles(trans, tl, n_cams, width, height)[..., 0]
+
+    @staticmethod
+    def backward(ctx, grad_acc, grad_trans):
+        means2d, conics, colors, opacities = ctx.saved_tensors
+        tl, batches, _, _, _ = ctx.geometry
+        basis = _pixel_basis(tl.tile_size, means2d.dtype, means2d.device)
+        g_acc_t = _to_tiles(grad_acc.contiguous(), tl)
+        g_t_t = _to_tiles(grad_trans[..., None].contiguous(), tl)[..., 0]
+        g_means = torch.zeros_like(means2d)
+        g_conics = torch.zeros_like(conics)
+        g_colors = torch.zeros_like(colors)
+        g_opac = torch.zeros_like(opacities)
+        for batch in batches:
+            g = _gather(batch, tl, means2d, conics, opacities)
+            f = _forward_batch(basis, g)
+            col = colors[batch.gids]  # [B, K, D]
+            ga = g_acc_t[batch.tiles]  # [B, P, D]
+            trans_final = torch.exp(f.log_t)
+            gt = g_t_t[batch.tiles] * trans_final  # dL/dT_final * T_final, [B, P]
+            gc = torch.matmul(ga, col.transpose(1, 2))  # [B, P, K]: dL/dacc . colour
+            wgc = f.weight * gc
+            behind = wgc.sum(-1, keepdim=True) - torch.cumsum(wgc, dim=-1)  # sum over later Gaussians
+            t_before = f.weight / f.alpha.clamp_min(ALPHA_THRESHOLD)
+            d_alpha = t_before * gc - (behind + gt[..., None]) / (1.0 - f.alpha)
+            active = f.keep & (f.alpha > 0) & (f.raw <= MAX_ALPHA)
+            d_alpha = d_alpha.masked_fill_(~active, 0.0)
+            d_op = (d_alpha * f.expo).sum(dim=1)  # [B, K]
+            d_sigma = d_alpha.mul_(f.raw).neg_()
+            mom = torch.matmul(basis.t(), d_sigma)  # [B, 6, K]
+            d_mx, d_my, d_ca, d_cb, d_cc = _local_grads(g, mom)
+            ids = batch.gids.reshape(-1)
+            g_means.index_add_(0, ids, torch.stack([d_mx, d_my], -1).reshape(-1, 2))
+            g_conics.index_add_(0, ids, torch.stack([d_ca, d_cb, d_cc], -1).reshape(-1, 3))
+            g_colors.index_add_(0, ids, torch.matmul(f.weight.transpose(1, 2), ga).reshape(-1, colors.shape[-1]))
+            g_opac.index_add_(0, ids, d_op.reshape(-1))
+        return g_means, g_conics, g_colors, g_opac, None, None, None, None
+
+
+def composite(
+    means2d: Tensor,
+    conics: Tensor,
+    colors: Tensor,
+    opacities: Tensor,
+    tl: TileLists,
+    n_cams: int,
+    width: int,
+    height: int,
+) -> tuple[Tensor, Tensor]:
+    """Alpha-composite flat instances (camera * N + gaussian) through per-tile lists.
+
+    Args: means2d [M, 2] pixels, conics [M, 3], colors [M, D] (any channels, e.g. RGB + depth),
+    opacities [M]; tile lists from :func:`tiles.intersect_tiles`.
+    Returns: accumulated colour [C, H, W, D] (no background) and final transmittance [C, H, W].
+    """
+    return _Composite.apply(means2d, conics, colors, opacities, tl, n_cams, width, height)

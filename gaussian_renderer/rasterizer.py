@@ -1,0 +1,126 @@
+"""Public entry point: :func:`render` (two backends, one convention) and :func:`screen_grad_norm`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .checks import check_background, check_cameras, check_gaussians, check_planes
+from .gsplat_backend import render_gsplat
+from .torch_backend import render_torch
+
+Backend = Literal["auto", "torch", "gsplat"]
+
+
+@dataclass
+class RenderOutput:
+    """What :func:`render` returns (C cameras, N Gaussians, H x W pixels)."""
+
+    rgb: Tensor  # [C, H, W, 3] composited colour over the background
+    depth: Tensor  # [C, H, W] expected z-depth sum_i w_i z_i / alpha (0 where alpha == 0)
+    alpha: Tensor  # [C, H, W] accumulated opacity
+    radii: Tensor  # [C, N] int32 screen radius in pixels (max over x/y), 0 = culled
+    means2d: Tensor  # [C, N, 2] projected centres in pixels; its .grad is retained (see screen_grad_norm)
+
+
+def _pick_backend(backend: str, means: Tensor) -> str:
+    if backend == "auto":
+        return "gsplat" if means.is_cuda else "torch"
+    if backend not in ("torch", "gsplat"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
+    if backend == "gsplat" and not means.is_cuda:
+        raise ValueError("backend='gsplat' needs CUDA tensors; means is on the CPU (use backend='torch' or 'auto')")
+    if backend == "gsplat" and means.dtype != torch.float32:
+        raise TypeError(f"backend='gsplat' needs float32 tensors; means has dtype {means.dtype}")
+    return backend
+
+
+def _empty_output(background: Tensor, n_cams: int, width: int, height: int, means: Tensor) -> RenderOutput:
+    """The render of zero Gaussians: background colour, alpha 0, depth 0."""
+    like = {"dtype": means.dtype, "device": means.device}
+    rgb = background[:, None, None, :].expand(n_cams, height, width, 3).clone()
+    zeros = torch.zeros(n_cams, height, width, **like)
+    radii = torch.zeros(n_cams, 0, dtype=torch.int32, device=means.device)
+    return RenderOutput(
+        rgb=rgb, depth=zeros, alpha=zeros.clone(), radii=radii, means2d=torch.zeros(n_cams, 0, 2, **like)
+    )
+
+
+def render(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    *,
+    sh_degree: int | None = None,
+    background: Tensor | None = None,
+    backend: Backend = "auto",
+    near: float = 0.01,
+    far: float = 1e10,
+) -> RenderOutput:
+    """Rasterize N 3D Gaussians into C pinhole cameras (differentiable).
+
+    Args:
+        means: [N, 3] world positions.
+        quats: [N, 4] rotations, wxyz (normalised inside).
+        scales: [N, 3] positive standard deviations (already activated), world units.
+        opacities: [N] in [0, 1] (already activated).
+        colors: [N, 3] RGB when ``sh_degree`` is None, else [N, K, 3] SH coefficients with K >= (sh_degree+1)^2
+            (3DGS basis; direction = mean - camera centre; colour = SH + 0.5 clamped at 0).
+        viewmats: [C, 4, 4] world-to-camera matrices (OpenCV axes: x right, y down, z forward).
+        Ks: [C, 3, 3] intrinsics in pixels.
+        width, height: image size in pixels.
+        sh_degree: None for RGB colours, else 0..3.
+        background: None (black), [3] or [C, 3] colour behind the Gaussians.
+        backend: "torch" (pure PyTorch, any device), "gsplat" (CUDA), "auto" (gsplat on CUDA, torch otherwise).
+        near, far: Gaussians whose camera-space z is outside [near, far] are culled.
+
+    Returns:
+        :class:`RenderOutput`. ``means2d.retain_grad()`` is already called when it requires grad, so after
+        ``backward()`` :func:`screen_grad_norm` reads the screen-space gradient on either backend.
+    """
+    check_gaussians(means, quats, scales, opacities, colors, sh_degree)
+    n_cams = check_cameras(viewmats, Ks, width, height, means)
+    bg = check_background(background, n_cams, means)
+    check_planes(near, far)
+    chosen = _pick_backend(backend, means)
+    if means.shape[0] == 0:
+        return _empty_output(bg, n_cams, width, height, means)
+    fn = render_gsplat if chosen == "gsplat" else render_torch
+    rgb, depth, alpha, radii, means2d = fn(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, bg, float(near), float(far)
+    )
+    if means2d.requires_grad:
+        means2d.retain_grad()
+    return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, radii=radii, means2d=means2d)
+
+
+def screen_grad_norm(out: RenderOutput, width: int, height: int, *, reduce: Literal["mean", "max"] = "mean") -> Tensor:
+    """Per-Gaussian screen-space gradient magnitude [N] for densification (3DGS/gsplat normalisation).
+
+    Call after ``loss.backward()``. For each camera c, the pixel gradient dL/dmeans2d is scaled to NDC units
+    (x by width/2, y by height/2) and by C (undoing a loss averaged over the C cameras, as gsplat's
+    DefaultStrategy does); its norm is then reduced over the cameras in which the Gaussian is visible
+    (radii > 0): "mean" (default, like gsplat's running average) or "max". Gaussians visible nowhere get 0.
+    """
+    grad = out.means2d.grad
+    if grad is None:
+        raise ValueError("out.means2d has no gradient: call loss.backward() on a render made with gradients enabled")
+    n_cams = grad.shape[0]
+    scale = torch.tensor([0.5 * width * n_cams, 0.5 * height * n_cams], dtype=grad.dtype, device=grad.device)
+    norms = (grad * scale).norm(dim=-1)  # [C, N]
+    visible = out.radii > 0
+    norms = torch.where(visible, norms, torch.zeros_like(norms))
+    if reduce == "max":
+        return norms.amax(dim=0) if n_cams else norms.sum(0)
+    if reduce != "mean":
+        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    return norms.sum(dim=0) / visible.sum(dim=0).clamp_min(1).to(norms.dtype)
