@@ -20,6 +20,7 @@ from typing import Any
 
 from scene.io import read_json, write_json
 from scene.paths import GAUSSIANS_CMD, MASK_CMD, MOTION_CMD, RENDER_CMD, ScenePaths
+from scene.report import write_report
 from utils.errors import UserError
 
 STAGE_COMMANDS = {"mask": MASK_CMD, "motion": MOTION_CMD, "gaussians": GAUSSIANS_CMD, "render": RENDER_CMD}
@@ -100,6 +101,7 @@ class StageRun:
         self.scene.manifest(self.stage).unlink(missing_ok=True)
 
     def finish(self, outputs: Iterable[Path]) -> dict[str, Any]:
+        """Write the manifest (last, after every output) and refresh ``SCENE/report.html``."""
         self.timings["total"] = time.perf_counter() - self._start
         manifest = {
             "manifest_version": MANIFEST_VERSION,
@@ -115,6 +117,7 @@ class StageRun:
             "info": self.info,
         }
         write_json(self.scene.manifest(self.stage), manifest)
+        write_report(self.scene)
         return manifest
 
 
