@@ -1,0 +1,400 @@
+"""Render a trained 4D Gaussian scene along camera paths into looping videos (render_4DGS.py's engine).
+
+The scene loops every ``N = model.n_frames`` frames, so the deformed Gaussians of the ``N`` loop frames
+are evaluated once (:func:`bake_loop`) and reused by every path and every loop. Each video has
+``loops * N`` frames: frame ``j`` shows the scene at ``t = (j mod N) / N`` from the path's camera at
+phase ``j / (loops * N)``; both are periodic, so frame ``loops * N`` would be frame 0 and the video
+repeats without a seam. Rasterization (timed alone) overlaps with H.264 encoding, which runs in one
+background thread per path.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from scene.camera_paths import CameraPath, path_cameras, reference_depth
+from scene.gaussians import GaussianParams, camera_tensors, save_ply
+from scene.io import Camera, write_json, write_png
+from scene.manifest import staged_dir
+from utils.console import info
+from utils.errors import UserError
+from utils.video import write_gif, write_mp4
+
+GIF_MAX_WIDTH = 480  # GIFs are previews: full-HD GIFs are tens of MB and slow to quantise
+
+
+class LoopModel(Protocol):
+    """What rendering needs from a trained 4D scene (scene.gaussian_model.FourDGaussians)."""
+
+    n_frames: int  # frames per loop
+    cameras: list[Camera]  # cameras[0] = the photo's camera
+    sh_degree: int
+
+    def at_time(self, t: float) -> GaussianParams: ...
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Everything that decides the rendered outputs (validated by the CLI before anything is written)."""
+
+    paths: tuple[CameraPath, ...]  # presets and/or custom paths, rendered in this order
+    loops: int = 1  # whole scene loops per video
+    fps: float = 30.0  # frames per second of the videos
+    size: tuple[int, int] | None = None  # (width, height) of the videos; None = the photo's size
+    gif: bool = False  # also write <path>.gif (at most GIF_MAX_WIDTH wide)
+    save_frames: bool = False  # also write every frame as PNG under video/frames/<path>/
+    export_ply: bool = False  # also write one 3DGS PLY per loop frame under video/ply/
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1]
+    backend: str = "auto"  # rasterizer: "auto" | "torch" | "gsplat"
+    path_scale: float | None = None  # presets' unit; None = reference depth of the photo (camera_paths.py)
+
+
+@dataclass
+class PathResult:
+    name: str
+    frames: int
+    raster_s: float  # rasterization only
+    video: Path
+    extra: list[Path] = field(default_factory=list)  # gif, frames folder
+
+
+@dataclass
+class RenderSummary:
+    results: list[PathResult]
+    n_gaussians: int
+    loop_frames: int
+    size: tuple[int, int]
+    path_scale: float
+    bake_s: float
+    ply_dir: Path | None
+    total_s: float
+
+    @property
+    def frames(self) -> int:
+        return sum(r.frames for r in self.results)
+
+    @property
+    def raster_s(self) -> float:
+        return sum(r.raster_s for r in self.results)
+
+    @property
+    def render_fps(self) -> float:
+        return self.frames / max(self.raster_s, 1e-12)
+
+    def outputs(self) -> list[Path]:
+        out = [p for r in self.results for p in (r.video, *r.extra)]
+        return out + ([self.ply_dir] if self.ply_dir is not None else [])
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "n_gaussians": self.n_gaussians,
+            "loop_frames": self.loop_frames,
+            "size": list(self.size),
+            "path_scale": self.path_scale,
+            "frames_rendered": self.frames,
+            "render_fps": round(self.render_fps, 2),
+            "paths": {r.name: {"frames": r.frames, "raster_s": round(r.raster_s, 4)} for r in self.results},
+        }
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def parse_resolution(text: str | None, width: int, height: int) -> tuple[int, int]:
+    """``"WxH"`` (pixels) or a scale factor (``"0.5"``, rounded to even sizes) relative to ``width`` x ``height``."""
+    if text is None:
+        return width, height
+    fix = "give --resolution as WIDTHxHEIGHT (e.g. 1280x720) or a scale factor (e.g. 0.5)"
+    text = text.strip().lower().replace("×", "x")
+    try:
+        if "x" in text:
+            w_text, h_text = text.split("x")
+            w, h = int(w_text), int(h_text)
+        else:
+            scale = float(text)
+            if not math.isfinite(scale) or scale <= 0:
+                raise ValueError
+            w, h = 2 * max(1, round(width * scale / 2)), 2 * max(1, round(height * scale / 2))
+    except ValueError:
+        raise UserError(f"bad --resolution {text!r}", fix) from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise UserError(f"--resolution {w}x{h} is outside 16..8192 pixels per side", fix)
+    return w, h
+
+
+def resize_camera(camera: Camera, width: int, height: int) -> Camera:
+    """``camera`` at another image size, keeping its vertical field of view and square pixels.
+
+    A different aspect ratio widens or narrows the horizontal view instead of stretching the image;
+    the principal point goes to the new image centre (docs/conventions.md).
+    """
+    f = camera.K[1, 1] * height / camera.height
+    K = np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+    return Camera(K, camera.w2c.copy(), int(width), int(height))
+
+
+def resolve_device(text: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"unknown --device {text!r}", "use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for but CUDA is not available", "use --device cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported --device {text!r}", "use auto, cpu, cuda or cuda:N")
+    return device
+
+
+# ----------------------------------------------------------------------------- baking
+
+
+def _share(params: GaussianParams, first: GaussianParams) -> GaussianParams:
+    """Reuse ``first``'s tensors where ``params`` has identical values (opacities and SH rarely move)."""
+    tensors = [a if a.shape == b.shape and torch.equal(a, b) else b for a, b in zip(first.tensors(), params.tensors())]
+    return GaussianParams(*tensors)
+
+
+@torch.no_grad()
+def bake_loop(model: LoopModel, device: torch.device | str) -> list[GaussianParams]:
+    """The Gaussians of loop frames ``i = 0 .. N - 1`` (``t = i / N``), evaluated once, on ``device``."""
+    n = int(model.n_frames)
+    if n < 1:
+        raise ValueError(f"model.n_frames must be >= 1, got {n}")
+    frames: list[GaussianParams] = []
+    for i in range(n):
+        params = model.at_time(i / n).detach().to(device)
+        frames.append(_share(params, frames[0]) if frames else params)
+    return frames
+
+
+# ----------------------------------------------------------------------------- rasterization
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def render_frames(
+    baked: list[GaussianParams],
+    paths_cameras: list[list[Camera]],
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    backend: str = "auto",
+) -> Iterator[tuple[np.ndarray, float]]:
+    """Render video frame ``j`` of every path at once: the scene ``baked[j % N]`` seen from
+    ``paths_cameras[p][j]`` for each path ``p`` (one rasterizer call with one camera per path).
+
+    Yields (frames [P, H, W, 3] uint8, rasterization seconds) for j = 0, 1, ...; the seconds cover the
+    rasterizer call only (synchronised on CUDA), not the copy to the host.
+    """
+    from gaussian_renderer import render
+
+    n_video = len(paths_cameras[0])
+    if any(len(c) != n_video for c in paths_cameras):
+        raise ValueError("every path must have the same number of cameras")
+    device = baked[0].means.device
+    mats = [camera_tensors(cams, device) for cams in paths_cameras]
+    viewmats = torch.stack([m[0] for m in mats], dim=1)  # [F, P, 4, 4]
+    Ks = torch.stack([m[1] for m in mats], dim=1)  # [F, P, 3, 3]
+    bg = torch.tensor(background, dtype=torch.float32, device=device)
+    width, height = paths_cameras[0][0].width, paths_cameras[0][0].height
+    for j in range(n_video):
+        g = baked[j % len(baked)]
+        _sync(device)
+        start = time.perf_counter()
+        out = render(
+            g.means, g.quats, g.scales, g.opacities, g.sh, viewmats[j], Ks[j], width, height,
+            sh_degree=g.sh_degree, background=bg, backend=backend,
+        )  # fmt: skip
+        _sync(device)
+        seconds = time.perf_counter() - start
+        frames = (out.rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+        yield frames.cpu().numpy(), seconds
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+class _Abort(Exception):
+    """Ends a writer's frame stream without finishing its files (the atomic writers then keep old outputs)."""
+
+
+_DONE, _ABORT = object(), object()
+
+
+class PathWriter:
+    """Encodes one path's frames in a background thread: mp4, optionally PNG frames and a GIF.
+
+    Every output appears atomically when :meth:`close` succeeds; :meth:`abort` leaves previous outputs as
+    they were.
+    """
+
+    def __init__(self, video: Path, fps: float, frames_dir: Path | None = None, gif: Path | None = None):
+        self.video, self.fps, self.frames_dir, self.gif = video, fps, frames_dir, gif
+        self._queue: queue.Queue = queue.Queue(maxsize=16)
+        self._error: BaseException | None = None
+        self.count = 0
+        self._thread = threading.Thread(target=self._run, name=f"encode-{video.stem}", daemon=True)
+        self._thread.start()
+
+    def _frames(self, frames_dir: Path | None, gif_frames: list[np.ndarray] | None) -> Iterator[np.ndarray]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if item is _ABORT:
+                raise _Abort
+            if frames_dir is not None:
+                write_png(frames_dir / f"{self.count:04d}.png", item)
+            if gif_frames is not None:
+                gif_frames.append(_gif_frame(item))
+            self.count += 1
+            yield item
+
+    def _run(self) -> None:
+        gif_frames: list[np.ndarray] | None = [] if self.gif is not None else None
+        try:
+            if self.frames_dir is not None:
+                with staged_dir(self.frames_dir) as tmp:
+                    write_mp4(self.video, self._frames(tmp, gif_frames), fps=self.fps)
+            else:
+                write_mp4(self.video, self._frames(None, gif_frames), fps=self.fps)
+            if self.gif is not None and gif_frames:
+                write_gif(self.gif, gif_frames, fps=self.fps)
+        except BaseException as exc:  # handed to the producer thread by put()/close()
+            self._error = exc
+            while True:  # unblock a producer waiting on a full queue
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+
+    def _check(self) -> None:
+        if self._error is not None and not isinstance(self._error, _Abort):
+            raise self._error
+
+    def put(self, frame: np.ndarray) -> None:
+        while True:
+            self._check()
+            try:
+                self._queue.put(frame, timeout=0.5)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    self._check()
+                    raise RuntimeError(f"the encoder of {self.video} stopped") from None
+
+    def close(self) -> None:
+        """Finish the files and wait for the encoder; re-raises its error."""
+        self._send(_DONE)
+        self._thread.join()
+        self._check()
+
+    def abort(self) -> None:
+        self._send(_ABORT)
+        self._thread.join()
+
+    def _send(self, item: object) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
+def _gif_frame(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    if w <= GIF_MAX_WIDTH:
+        return frame
+    size = (GIF_MAX_WIDTH, max(1, round(h * GIF_MAX_WIDTH / w)))
+    return np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
+
+
+def export_loop_ply(baked: list[GaussianParams], folder: Path) -> Path:
+    """One standard 3DGS PLY per loop frame (``frame_0000.ply`` at t = 0, ...) plus ``index.json``."""
+    with staged_dir(folder) as tmp:
+        for i, params in enumerate(baked):
+            save_ply(tmp / f"frame_{i:04d}.ply", params)
+        n = len(baked)
+        write_json(
+            tmp / "index.json",
+            {"n_frames": n, "files": [f"frame_{i:04d}.ply" for i in range(n)], "times": [i / n for i in range(n)]},
+        )
+    return folder
+
+
+# ----------------------------------------------------------------------------- the whole run
+
+
+def _writers(paths: tuple[CameraPath, ...], options: RenderOptions, out: Path) -> list[PathWriter]:
+    writers = []
+    for path in paths:
+        frames_dir = out / "frames" / path.name if options.save_frames else None
+        gif = out / f"{path.name}.gif" if options.gif else None
+        writers.append(PathWriter(out / f"{path.name}.mp4", options.fps, frames_dir, gif))
+    return writers
+
+
+def render_paths(
+    baked: list[GaussianParams], base: Camera, scale: float, options: RenderOptions, out: Path
+) -> list[PathResult]:
+    """Render and encode every path of ``options`` (all paths advance together, so their encoders run in
+    parallel while the rasterizer works)."""
+    n_video = options.loops * len(baked)
+    paths_cameras = [path_cameras(path, base, n_video, scale) for path in options.paths]
+    writers = _writers(options.paths, options, out)
+    raster = 0.0
+    try:
+        for frames, seconds in render_frames(baked, paths_cameras, options.background, options.backend):
+            raster += seconds
+            for writer, frame in zip(writers, frames):
+                writer.put(frame)
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    for writer in writers:
+        writer.close()
+    share = raster / len(writers)  # one call renders every path: split its time evenly
+    return [
+        PathResult(p.name, n_video, share, w.video, [x for x in (w.gif, w.frames_dir) if x is not None])
+        for p, w in zip(options.paths, writers)
+    ]
+
+
+def render_videos(model: LoopModel, out: Path, options: RenderOptions, device: torch.device | str) -> RenderSummary:
+    """Bake the loop, render every path of ``options`` into ``out`` (videos, frames, GIFs, PLYs) and time it."""
+    start = time.perf_counter()
+    device = torch.device(device)
+    photo = model.cameras[0]
+    size = options.size or (photo.width, photo.height)
+    base = resize_camera(photo, *size)
+    baked = bake_loop(model, device)
+    _sync(device)
+    bake_s = time.perf_counter() - start
+    scale = options.path_scale
+    if scale is None:
+        scale = reference_depth(baked[0].means.detach().cpu().numpy(), photo)
+    info(
+        f"{len(baked[0])} Gaussians, {len(baked)} frames per loop baked in {bake_s:.2f} s; "
+        f"{size[0]}x{size[1]}, {options.loops} loop(s) at {options.fps:g} fps, path scale {scale:.3g}"
+    )
+    results = render_paths(baked, base, scale, options, out)
+    ply_dir = export_loop_ply(baked, out / "ply") if options.export_ply else None
+    return RenderSummary(results, len(baked[0]), len(baked), size, scale, bake_s, ply_dir, time.perf_counter() - start)
