@@ -1,0 +1,72 @@
+"""report.html: built from the scene folder; loads in headless Chromium with every picture and video resolved."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scene.paths import ScenePaths
+from scene.report import build_report, svg_curve, write_report
+from utils.video import write_mp4
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _scene_with_mask_stage(folder: Path) -> ScenePaths:
+    subprocess.run([sys.executable, str(ROOT / "scripts/generate_mask.py"), "--input_dir", str(folder)], check=True)
+    return ScenePaths(folder)
+
+
+def test_report_lists_stages_and_warnings(toy_scene):
+    scene = _scene_with_mask_stage(toy_scene)
+    page = scene.report.read_text()
+    assert "mask_preview.png" in page and page.count("not run yet") == 3
+    manifest = json.loads(scene.manifest("mask").read_text())
+    manifest["info"]["warnings"] = ["depth prior used: the depth model could not be loaded"]
+    scene.manifest("mask").write_text(json.dumps(manifest))
+    assert 'class="warn"' in build_report(scene) and "depth prior used" in build_report(scene)
+
+
+def test_svg_curve_scales_values():
+    svg = svg_curve([3.0, 2.0, 1.0], label="loss")
+    assert svg.startswith("<figure><svg") and "last 1" in svg
+    assert svg_curve([1.0]) == ""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+def test_report_loads_in_headless_chromium(toy_scene, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    scene = _scene_with_mask_stage(toy_scene)
+    # A rendered video as render_4DGS leaves it, and a render manifest pointing at it.
+    frames = [np.full((64, 96, 3), 20 * i, np.uint8) for i in range(8)]
+    write_mp4(scene.video_dir / "side.mp4", frames, fps=8)
+    manifest = json.loads(scene.manifest("mask").read_text()) | {"stage": "render", "info": {"fps": 123.0}}
+    scene.manifest("render").write_text(json.dumps(manifest))
+    write_report(scene)
+
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+        page.goto(scene.report.as_uri(), wait_until="load")
+        page.wait_for_function("[...document.querySelectorAll('video')].every(v => v.readyState >= 1 || v.error)")
+        images = page.evaluate(
+            "[...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])"
+        )
+        videos = page.evaluate("[...document.querySelectorAll('video')].map(v => [v.getAttribute('src'), !v.error])")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert images and all(ok for _, ok in images), images
+    assert videos == [["video/side.mp4", True]]
+    assert (tmp_path / "report.png").stat().st_size > 10_000
