@@ -98,7 +98,7 @@ PRESETS: dict[str, PresetPath] = {
         PresetPath("side", "side", (0.09, 0.0, 0.0), description="camera sways sideways (+-0.09 in x)"),
         PresetPath("zoom-in", "zoom-in", (0.0, 0.0, -0.24), description="camera moves in by 0.24 and back (ping-pong)"),
         PresetPath(
-            "circle", "circle", (-0.04, -0.04, 0.09), description="the original's circle: x, y twice around, z once"
+            "circle", "circle", (-0.04, -0.04, -0.09), description="the original's circle: x, y twice around, z once"
         ),
         PresetPath(
             "dolly-zoom", "dolly-zoom", (0.0, 0.0, 0.24), description="camera backs away by 0.24 while zooming in"
