@@ -27,7 +27,9 @@ from .tiles import TileLists
 MAX_ALPHA = 0.999  # gsplat 1.5.3 clamps alpha here (the original 3DGS used 0.99)
 T_MIN = 1e-4  # early termination: stop before transmittance would fall to <= T_MIN
 LOG_T_MIN = math.log(T_MIN)
-ELEMENT_BUDGET = 1 << 21  # tiles x pixels x Gaussians evaluated at once (bounds memory)
+# Tiles x pixels x Gaussians evaluated at once: bounds memory (~10 float temporaries of this size) while
+# keeping the Python loop short. GPUs get a larger budget because kernel launches dominate there.
+ELEMENT_BUDGET = {"cpu": 1 << 21, "cuda": 1 << 25}
 
 
 @dataclass
@@ -39,6 +41,7 @@ class _Batch:
 
 def _plan_batches(tl: TileLists, pixels: int) -> list[_Batch]:
     """Group non-empty tiles with similar list lengths into batches under the element budget."""
+    budget = ELEMENT_BUDGET.get(tl.ids.device.type, ELEMENT_BUDGET["cpu"])
     nonempty = torch.nonzero(tl.counts > 0).squeeze(1)
     if len(nonempty) == 0:
         return []
@@ -49,7 +52,7 @@ def _plan_batches(tl: TileLists, pixels: int) -> list[_Batch]:
     batches, start = [], 0
     while start < len(counts_list):
         stop = start + 1
-        while stop < len(counts_list) and (stop + 1 - start) * counts_list[stop] * pixels <= ELEMENT_BUDGET:
+        while stop < len(counts_list) and (stop + 1 - start) * counts_list[stop] * pixels <= budget:
             stop += 1
         tiles = nonempty[start:stop]
         k = counts_list[stop - 1]

@@ -28,6 +28,7 @@ class Projected:
     depths: Tensor  # [C, N] camera-space z, differentiable
     radii_xy: Tensor  # [C, N, 2] int32 box half-size in pixels, 0 where culled
     visible: Tensor  # [C, N] bool
+    footprint_xy: Tensor  # [C, N, 2] exact half-widths of the alpha >= 1/255 ellipse's bounding box, pixels
 
 
 def quat_to_rotmat(quats: Tensor) -> Tensor:
@@ -113,26 +114,32 @@ def project_gaussians(
     fx, fy = ks[:, 0, 0][:, None], ks[:, 1, 1][:, None]
     cx, cy = ks[:, 0, 2][:, None], ks[:, 1, 2][:, None]
     means2d = torch.stack([fx * means_c[..., 0] / z + cx, fy * means_c[..., 1] / z + cy], dim=-1)
-    radii_xy, visible = _extents(means2d.detach(), a.detach(), c.detach(), opacities.detach(), width, height)
+    radii_xy, footprint, visible = _extents(means2d.detach(), a.detach(), c.detach(), opacities.detach(), width, height)
     visible &= in_range & det_ok
     radii_xy = torch.where(visible[..., None], radii_xy, torch.zeros_like(radii_xy))
-    return Projected(means2d=means2d, conics=conics, depths=z, radii_xy=radii_xy, visible=visible)
+    return Projected(
+        means2d=means2d, conics=conics, depths=z, radii_xy=radii_xy, visible=visible, footprint_xy=footprint
+    )
 
 
 def _extents(
     means2d: Tensor, var_x: Tensor, var_y: Tensor, opacities: Tensor, width: int, height: int
-) -> tuple[Tensor, Tensor]:
-    """Opacity-aware box half-sizes [C, N, 2] (int32) and the in-image/opacity visibility [C, N]."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Opacity-aware box half-sizes [C, N, 2] (int32, gsplat's rule), the exact float half-widths [C, N, 2] of
+    the region where alpha >= 1/255, and the in-image/opacity visibility [C, N]."""
     op = opacities[None].expand_as(var_x)
     opaque_enough = op >= ALPHA_THRESHOLD
     log_ratio = torch.log(torch.clamp(op, min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD)
-    extend = torch.clamp(torch.sqrt(2.0 * log_ratio), max=MAX_EXTENT_SIGMA)
-    rx = torch.ceil(extend * torch.sqrt(var_x))
-    ry = torch.ceil(extend * torch.sqrt(var_y))
+    exact = torch.sqrt(2.0 * log_ratio)  # alpha >= 1/255 <=> sigma <= ln(255 opacity)
+    extend = torch.clamp(exact, max=MAX_EXTENT_SIGMA)
+    sx, sy = torch.sqrt(var_x), torch.sqrt(var_y)
+    rx = torch.ceil(extend * sx)
+    ry = torch.ceil(extend * sy)
     mx, my = means2d[..., 0], means2d[..., 1]
     inside = (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
     visible = opaque_enough & inside & ((rx > 0) | (ry > 0))
-    return torch.stack([rx, ry], dim=-1).to(torch.int32), visible
+    footprint = torch.stack([exact * sx, exact * sy], dim=-1)
+    return torch.stack([rx, ry], dim=-1).to(torch.int32), footprint, visible
 
 
 def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:

@@ -6,11 +6,12 @@ import torch
 from torch import Tensor
 
 from .composite import composite
-from .projection import project_gaussians, tile_grid
+from .projection import project_gaussians
 from .sh import sh_to_rgb
 from .tiles import intersect_tiles
 
 TILE_SIZE = 16  # same as gsplat, so that both backends consider the same Gaussians per pixel
+BLOCK_SIZE = 8  # pixels per side of the blocks composited together (smaller blocks: shorter lists)
 
 
 def camera_centres(viewmats: Tensor) -> Tensor:
@@ -45,8 +46,16 @@ def render_torch(
     else:
         rgb = sh_to_rgb(sh_degree, colors, means, camera_centres(viewmats))
     feats = torch.cat([rgb, proj.depths[..., None]], dim=-1).reshape(n_cams * n, 4)
-    tiles_x, tiles_y = tile_grid(width, height, TILE_SIZE)
-    tl = intersect_tiles(proj.means2d.detach(), proj.radii_xy, proj.depths.detach(), TILE_SIZE, tiles_x, tiles_y)
+    tl = intersect_tiles(
+        proj.means2d.detach(),
+        proj.radii_xy,
+        proj.footprint_xy,
+        proj.depths.detach(),
+        width,
+        height,
+        TILE_SIZE,
+        BLOCK_SIZE,
+    )
     acc, trans = composite(
         proj.means2d.reshape(n_cams * n, 2),
         proj.conics.reshape(n_cams * n, 3),
