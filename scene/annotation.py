@@ -46,7 +46,7 @@ REGION_TYPES = ("polygon", "rectangle", "circle")
 HINT_TYPES = ("line", "linestrip")
 IMAGE_NAMES = ("image.png", "image.jpg", "image.jpeg")
 LEGACY_FILES = ("label.png", "label_names.txt")
-LABELME_FIX = "save the annotation with labelme 4.x/5.x (File > Save) as SCENE/image.json"
+LABELME_FIX = "annotate the photo in labelme 4.x/5.x and save it (File > Save) as SCENE/image.json"
 
 # EXIF orientation -> the PIL transpose that shows the image as labelme displays it.
 _EXIF_TRANSPOSE = {
@@ -113,7 +113,9 @@ def read_labelme(json_path: Path) -> dict[str, Any]:
     """Read a labelme JSON file and check its structure (a dict with a ``shapes`` list of valid shapes)."""
     json_path = Path(json_path)
     if not json_path.is_file():
-        raise UserError(f"{json_path} is missing", f"annotate the photo with labelme and {LABELME_FIX}")
+        others = sorted(p.name for p in json_path.parent.glob("*.json"))
+        fix = f"rename {others[0]} to {json_path.name}" if len(others) == 1 else LABELME_FIX
+        raise UserError(f"{json_path} is missing", fix)
     doc = read_json(json_path, "labelme annotation")
     if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
         raise UserError(f"{json_path} is not a labelme annotation (no 'shapes' list)", LABELME_FIX)
@@ -186,15 +188,13 @@ def _embedded_bytes(json_path: Path, doc: dict[str, Any]) -> bytes | None:
 
 
 def image_candidates(json_path: Path, doc: dict[str, Any], extra: tuple[Path, ...] = ()) -> list[Path]:
-    """Picture files to try, in priority order: ``imagePath`` (relative to the JSON), then
-    ``image.png|jpg|jpeg`` beside the JSON, then ``extra``. Only existing files are returned."""
+    """Picture files to try, in priority order: ``imagePath`` (relative to the JSON), its file name
+    beside the JSON, ``image.png|jpg|jpeg`` beside the JSON, then ``extra``. Only existing files."""
     folder = json_path.parent
     out: list[Path] = []
     named = doc.get("imagePath")
     if isinstance(named, str) and named.strip():
-        # labelme on Windows writes backslashes; PureWindowsPath reads both separators.
-        rel = Path(*PureWindowsPath(named.strip()).parts)
-        out.append(rel if rel.is_absolute() else folder / rel)
+        out += _named_paths(folder, named.strip())
     out += [folder / name for name in IMAGE_NAMES]
     out += list(extra)
     seen: list[Path] = []
@@ -202,6 +202,15 @@ def image_candidates(json_path: Path, doc: dict[str, Any], extra: tuple[Path, ..
         if p.is_file() and p.resolve() not in [q.resolve() for q in seen]:
             seen.append(p)
     return seen
+
+
+def _named_paths(folder: Path, raw: str) -> list[Path]:
+    """Where ``imagePath`` may point: as written (relative to the JSON), then its file name beside the JSON."""
+    if "\\" in raw:  # written by labelme on Windows
+        win = PureWindowsPath(raw)
+        return ([] if win.anchor else [folder.joinpath(*win.parts)]) + [folder / win.name]
+    path = Path(raw)
+    return [path if path.is_absolute() else folder / path, folder / path.name]
 
 
 def load_annotation_image(
@@ -450,8 +459,8 @@ def render_preview(image: np.ndarray, regions: np.ndarray, hints: list[Hint], al
 
 
 def is_legacy_dir(folder: Path) -> bool:
-    """A ``labelme_json_to_dataset`` output folder (label.png + label_names.txt, no image.json)."""
-    return not (folder / "image.json").is_file() and all((folder / n).is_file() for n in LEGACY_FILES)
+    """A ``labelme_json_to_dataset`` output folder (label.png, label_names.txt or img.png; no image.json)."""
+    return not (folder / "image.json").is_file() and any((folder / n).is_file() for n in (*LEGACY_FILES, "img.png"))
 
 
 def read_legacy_labels(folder: Path) -> tuple[np.ndarray, list[str]]:
@@ -538,7 +547,7 @@ def build_mask(input_dir: str | Path) -> MaskResult:
     if not shapes:
         raise UserError(f"every motion region of {json_path} lies outside the image", "redraw the regions")
     hints = assign_hint_regions(hints, regions, log.add)
-    if legacy is not None:
+    if legacy is not None and all((legacy / n).is_file() for n in LEGACY_FILES):
         check_legacy_agrees(legacy, regions, log.add)
     labels = [s.label for s in shapes]
     timings = {"read_json": t1 - t0, "read_image": t2 - t1, "rasterise": time.perf_counter() - t2}

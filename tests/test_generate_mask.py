@@ -57,6 +57,11 @@ def snapshot(folder: Path) -> dict[str, str]:
     }
 
 
+def data_files(files: dict[str, str]) -> dict[str, str]:
+    """A snapshot without the files that record when a run happened (manifests, report.html)."""
+    return {k: v for k, v in files.items() if not k.startswith("manifests/") and k != "report.html"}
+
+
 def edit_json(folder: Path, change) -> None:
     path = folder / "image.json"
     doc = json.loads(path.read_text())
@@ -121,12 +126,9 @@ def test_mask_does_not_contain_hints(tmp_path):
 
 def test_rerun_is_idempotent_and_reads_previous_outputs_as_valid(toy_scene):
     assert run_cli(toy_scene) == 0
-    first = snapshot(toy_scene)
+    first = data_files(snapshot(toy_scene))
     assert run_cli(toy_scene) == 0
-    second = snapshot(toy_scene)
-    first.pop("manifests/mask.json")
-    second.pop("manifests/mask.json")
-    assert first == second
+    assert data_files(snapshot(toy_scene)) == first
 
 
 # ----------------------------------------------------------------------------- finding the photo
@@ -158,6 +160,26 @@ def test_image_path_preferred_over_image_png(tmp_path, toy):
     result = build_mask(folder)
     assert result.image_path == folder / "photos" / "p.png"
     np.testing.assert_array_equal(result.image, other)
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_absolute_image_path(tmp_path, toy, absolute):
+    # Absolute paths from another machine: the file of that name beside the JSON is used.
+    folder = save_scene(toy, tmp_path / "s")
+    other = np.full_like(toy.image, 9)
+    Image.fromarray(other).save(folder / "p.png")
+    named = "C:\\Users\\me\\p.png" if not absolute else str(folder / "p.png")
+    edit_json(folder, lambda d: d.update(imagePath=named))
+    result = build_mask(folder)
+    assert result.image_path.name == "p.png"
+    np.testing.assert_array_equal(result.image, other)
+
+
+def test_misnamed_json_suggests_renaming(tmp_path, toy):
+    folder = save_scene(toy, tmp_path / "s")
+    (folder / "image.json").rename(folder / "photo.json")
+    with pytest.raises(UserError, match=r"Fix: rename photo\.json to image\.json"):
+        build_mask(folder)
 
 
 def test_jpeg_beside(tmp_path, toy):
@@ -510,12 +532,9 @@ def test_real_scene_legacy_image_json(tmp_path):
     folder = _copy_scene("mom_scene_0", tmp_path / "mom")
     assert run_cli(folder / "image_json", flag="--inputdir") == 0
     assert (folder / "manifests" / "mask.json").is_file() and not (folder / "image_json" / "mask.png").exists()
-    legacy = snapshot(folder)
+    legacy = data_files(snapshot(folder))
     assert run_cli(folder) == 0  # the same outputs as the plain mode
-    plain = snapshot(folder)
-    assert {k: v for k, v in legacy.items() if "manifest" not in k} == {
-        k: v for k, v in plain.items() if "manifest" not in k
-    }
+    assert data_files(snapshot(folder)) == legacy
     (folder / "image.json").unlink()
     (folder / "image.png").unlink()
     with pytest.raises(UserError, match="only painted strokes"):
