@@ -360,6 +360,9 @@ def _bad_cases():
     def three_point_hint(f):
         edit_json(f, lambda d: d["shapes"].append(shape("hint_9", "line", [(1, 1), (5, 5), (9, 9)])))
 
+    def three_point_circle(f):
+        edit_json(f, lambda d: d["shapes"].append(shape("c", "circle", [(1, 1), (5, 5), (9, 9)])))
+
     def region_outside(f):
         edit_json(f, lambda d: d.update(shapes=[shape("w", "polygon", [(200, 200), (300, 200), (300, 300)]), HINT]))
 
@@ -377,6 +380,7 @@ def _bad_cases():
         "no hint": (no_hint, "has no motion hint"),
         "polygon < 3 points": (two_point_polygon, "a polygon needs >= 3"),
         "hint != 2 points": (three_point_hint, "a hint line needs exactly 2"),
+        "circle != 2 points": (three_point_circle, "a circle needs 2"),
         "region outside image": (region_outside, "lies outside the image"),
     }
 
