@@ -1,0 +1,255 @@
+"""render_4DGS.py and scene.render_video: frame counts, sizes, the loop seam, custom paths, PLY export,
+determinism, and one-line refusals of bad input that leave the scene folder untouched."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import render_4DGS
+from scene.camera_paths import PRESETS, path_cameras
+from scene.gaussians import load_ply
+from scene.manifest import StageRun, read_manifest
+from scene.paths import ScenePaths
+from scene.render_video import (
+    RenderOptions,
+    bake_loop,
+    export_loop_ply,
+    parse_resolution,
+    render_frames,
+    render_videos,
+    resize_camera,
+)
+from scene.views import source_camera
+from tests.loop_fixtures import StandInLoop
+from utils.cli import run_main
+from utils.errors import UserError
+from utils.video import read_video
+
+N_FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def model():
+    return StandInLoop(n_gaussians=400, width=48, height=32, n_frames=N_FRAMES, sh_degree=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def baked(model):
+    return bake_loop(model, "cpu")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, model):
+    """Two presets, two loops, PNG frames and GIFs, at 40x24 (a different aspect from the photo's)."""
+    out = tmp_path_factory.mktemp("video")
+    options = RenderOptions(
+        paths=(PRESETS["up-down"], PRESETS["circle"]), loops=2, size=(40, 24), gif=True, save_frames=True
+    )
+    return out, render_videos(model, out, options, "cpu")
+
+
+def test_frame_count_and_size(rendered):
+    out, summary = rendered
+    assert summary.loop_frames == N_FRAMES and summary.size == (40, 24)
+    for name in ("up-down", "circle"):
+        video = read_video(out / f"{name}.mp4")
+        assert video.shape == (2 * N_FRAMES, 24, 40, 3)
+        pngs = sorted((out / "frames" / name).glob("*.png"))
+        assert [p.name for p in pngs] == [f"{i:04d}.png" for i in range(2 * N_FRAMES)]
+        assert (out / f"{name}.gif").is_file()
+    assert [r.frames for r in summary.results] == [2 * N_FRAMES, 2 * N_FRAMES]
+    assert summary.render_fps > 0 and summary.raster_s > 0
+
+
+def test_video_matches_the_frames(rendered):
+    from PIL import Image
+
+    out, _ = rendered
+    video = read_video(out / "circle.mp4").astype(np.float64)
+    frames = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "frames" / "circle").glob("*.png"))])
+    assert np.abs(video - frames).mean() < 12.0  # H.264 at tiny sizes is lossy, but it is the same content
+
+
+def test_scene_repeats_every_loop(model, baked):
+    """From a still camera, frame j + N is frame j (the baked loop is reused) and the scene moves."""
+    cams = [path_cameras(PRESETS["static"], model.cameras[0], 2 * N_FRAMES)]
+    frames = [f[0] for f, _ in render_frames(baked, cams)]
+    for j in range(N_FRAMES):
+        assert np.array_equal(frames[j], frames[j + N_FRAMES])
+    assert not np.array_equal(frames[0], frames[1])
+
+
+def test_loop_seam(model, baked):
+    """Frame F (one past the last) equals frame 0: camera path and scene are both periodic."""
+    base = model.cameras[0]
+    for name in ("up-down", "side", "zoom-in", "circle", "dolly-zoom"):
+        path = PRESETS[name]
+        n_video = 2 * N_FRAMES
+        cams = path_cameras(path, base, n_video, scale=2.0)
+        after_last = path.camera(1.0, base, 2.0)
+        scene_after_last = model.at_time(1.0)
+        for a, b in zip(scene_after_last.tensors(), baked[0].tensors()):
+            assert torch.equal(a, b)
+        frames = [f for f, _ in render_frames([baked[0]], [[cams[0]], [after_last]])]
+        first, seam = frames[0]
+        assert np.abs(first.astype(int) - seam.astype(int)).max() <= 1
+        # and the last frame differs from the first (the video is not stuck)
+        last = next(iter(render_frames([baked[(n_video - 1) % N_FRAMES]], [[cams[-1]]])))[0][0]
+        assert not np.array_equal(last, first)
+
+
+def test_batched_paths_match_single_renders(model, baked):
+    base = model.cameras[0]
+    cams = [path_cameras(PRESETS[n], base, N_FRAMES, 2.0) for n in ("side", "zoom-in")]
+    together = [f for f, _ in render_frames(baked, cams)]
+    alone = [f for f, _ in render_frames(baked, [cams[1]])]
+    for j in range(N_FRAMES):
+        assert np.abs(together[j][1].astype(int) - alone[j][0].astype(int)).max() <= 1
+
+
+def test_deterministic(model):
+    base = model.cameras[0]
+    cams = [path_cameras(PRESETS["circle"], base, N_FRAMES, 2.0)]
+    run1 = [f for f, _ in render_frames(bake_loop(model, "cpu"), cams)]
+    run2 = [f for f, _ in render_frames(bake_loop(model, "cpu"), cams)]
+    for a, b in zip(run1, run2):
+        assert np.array_equal(a, b)
+
+
+def test_bake_shares_unchanged_tensors(baked):
+    assert len(baked) == N_FRAMES
+    assert baked[1].sh is baked[0].sh and baked[1].opacities is baked[0].opacities
+    assert not torch.equal(baked[1].means, baked[0].means)
+
+
+def test_ply_export_round_trip(tmp_path, baked):
+    from plyfile import PlyData
+
+    folder = export_loop_ply(baked, tmp_path / "ply")
+    index = json.loads((folder / "index.json").read_text())
+    assert index["n_frames"] == N_FRAMES and index["times"] == [i / N_FRAMES for i in range(N_FRAMES)]
+    for i, name in enumerate(index["files"]):
+        names = PlyData.read(str(folder / name))["vertex"].data.dtype.names
+        assert names[:9] == ("x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2")
+        assert {"opacity", "scale_0", "rot_3", "f_rest_8"} <= set(names)
+        back = load_ply(folder / name)
+        for a, b in zip(back.tensors(), baked[i].tensors()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_resolution_parsing():
+    assert parse_resolution(None, 96, 64) == (96, 64)
+    assert parse_resolution("1280x720", 96, 64) == (1280, 720)
+    assert parse_resolution("0.5", 1920, 1080) == (960, 540)
+    assert parse_resolution("0.33", 97, 65) == (32, 22)  # even sizes for yuv420p
+    for bad in ("abc", "0", "-1", "10x", "1280x720x3", "8x8", "nan"):
+        with pytest.raises(UserError, match="resolution"):
+            parse_resolution(bad, 96, 64)
+
+
+def test_resize_camera_keeps_vertical_fov():
+    cam = source_camera(96, 64)
+    wide = resize_camera(cam, 160, 64)
+    assert wide.K[1, 1] == cam.K[1, 1] and wide.K[0, 0] == cam.K[0, 0]
+    np.testing.assert_allclose(wide.K[:2, 2], [80, 32])
+    half = resize_camera(cam, 48, 32)
+    np.testing.assert_allclose(half.K[:2, :2], cam.K[:2, :2] / 2)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def trained_scene(tmp_path, model, monkeypatch):
+    """A scene folder whose 'gaussians' stage is complete, with the stand-in as the trained model."""
+    scene = ScenePaths(tmp_path / "scene")
+    scene.root.mkdir()
+    (scene.root / "gaussians").mkdir()
+    (scene.root / "gaussians" / "point_cloud.ply").write_bytes(b"stand-in")
+    StageRun(scene, "gaussians", {}, inputs=[]).finish(outputs=[scene.root / "gaussians"])
+    monkeypatch.setattr(render_4DGS, "load_model", lambda scene, device, iteration: model)
+    return scene
+
+
+def snapshot(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def test_cli_renders_and_writes_the_manifest_last(trained_scene, tmp_path, capsys):
+    custom = tmp_path / "sweep.json"
+    custom.write_text(json.dumps({"keyframes": [{"position": [0, 0, 0]}, {"position": [0.05, 0, 0.05]}]}))
+    argv = ["--input_dir", str(trained_scene.root), "--paths", "side,static", "--camera_path", str(custom)]
+    argv += ["--loops", "1", "--resolution", "32x24", "--export_ply"]
+    assert run_main(render_4DGS.main, argv) == 0
+    video = trained_scene.video_dir
+    for name in ("side", "static", "sweep"):
+        assert read_video(video / f"{name}.mp4").shape == (N_FRAMES, 24, 32, 3)
+    assert len(list((video / "ply").glob("frame_*.ply"))) == N_FRAMES
+    manifest = read_manifest(trained_scene, "render")
+    assert manifest["config"]["paths"] == ["side", "static", "sweep"]
+    assert "video/sweep.mp4" in manifest["outputs"] and "video/ply/frame_0003.ply" in manifest["outputs"]
+    assert manifest["info"]["frames_rendered"] == 3 * N_FRAMES and manifest["info"]["render_fps"] > 0
+    newest_output = max((trained_scene.root / rel).stat().st_mtime_ns for rel in manifest["outputs"])
+    assert trained_scene.manifest("render").stat().st_mtime_ns >= newest_output
+    assert "FPS" in capsys.readouterr().err
+
+
+BAD_ARGS = [
+    (["--loops", "0"], "--loops must be"),
+    (["--fps", "0"], "--fps must be"),
+    (["--fps", "-5"], "--fps must be"),
+    (["--resolution", "big"], "bad --resolution"),
+    (["--resolution", "4x4"], "outside 16..8192"),
+    (["--paths", "orbit"], "unknown camera path 'orbit'"),
+    (["--background", "pink"], "bad --background"),
+    (["--path_scale", "-1"], "--path_scale must be positive"),
+    (["--camera_path", "MISSING.json"], "missing"),
+    (["--camera_path", "BAD.json"], "camera path"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_ARGS)
+def test_cli_refuses_bad_input_with_one_line(trained_scene, tmp_path, capsys, extra, message):
+    (tmp_path / "BAD.json").write_text(json.dumps({"keyframes": [{"time": 0}]}))
+    extra = [str(tmp_path / a) if a.endswith(".json") else a for a in extra]
+    before = snapshot(trained_scene.root)
+    code = run_main(render_4DGS.main, ["--input_dir", str(trained_scene.root), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert snapshot(trained_scene.root) == before
+
+
+def test_cli_refuses_a_scene_without_stage_2(tmp_path, capsys):
+    scene = tmp_path / "empty"
+    scene.mkdir()
+    code = run_main(render_4DGS.main, ["--input_dir", str(scene)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "no complete 'gaussians' outputs" in err and "train_4DGS.py" in err
+    assert list(scene.iterdir()) == []
+
+
+def test_cli_refuses_a_stale_stage_2(trained_scene, capsys):
+    (trained_scene.root / "gaussians" / "point_cloud.ply").write_bytes(b"changed")
+    before = snapshot(trained_scene.root)
+    assert run_main(render_4DGS.main, ["--input_dir", str(trained_scene.root)]) == 2
+    assert "was modified" in capsys.readouterr().err
+    assert snapshot(trained_scene.root) == before
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu(model):
+    """gsplat on CUDA renders the same frames as the CPU reference (within rasterizer tolerance)."""
+    base = model.cameras[0]
+    cams = [path_cameras(PRESETS["circle"], base, N_FRAMES, 2.0)]
+    cpu = [f for f, _ in render_frames(bake_loop(model, "cpu"), cams, backend="torch")]
+    gpu = [f for f, _ in render_frames(bake_loop(model, "cuda"), cams, backend="gsplat")]
+    again = [f for f, _ in render_frames(bake_loop(model, "cuda"), cams, backend="gsplat")]
+    for a, b, c in zip(cpu, gpu, again):
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+        assert np.array_equal(b, c)
