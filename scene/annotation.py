@@ -508,7 +508,7 @@ def resolve_input(input_dir: str | Path) -> tuple[ScenePaths, Path | None]:
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder", "give --input_dir the scene folder holding image.json")
     if is_legacy_dir(folder):
-        return ScenePaths(folder.parent), folder
+        return ScenePaths(folder.resolve().parent), folder  # resolve: "." has no parent
     return ScenePaths(folder), None
 
 
