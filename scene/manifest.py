@@ -178,5 +178,6 @@ def staged_dir(final: Path) -> Iterator[Path]:
 
 def check_writable(folder: Path) -> None:
     """Fail early, before any work, if ``folder`` cannot be written."""
-    if not os.access(folder, os.W_OK | os.X_OK):
+    # Mode bits are checked too: root may write anywhere, but a folder the user made read-only stays so.
+    if not os.access(folder, os.W_OK | os.X_OK) or not os.stat(folder).st_mode & 0o222:
         raise UserError(f"cannot write to {folder}", "make the scene folder writable or copy it elsewhere")
