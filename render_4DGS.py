@@ -138,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_stage(scene, "gaussians")
     check_writable(scene.root)
     model = load_model(scene, device, args.iteration)
+    if not model.cameras:
+        raise UserError(
+            f"{scene.root} has no cameras for the trained model", "re-run train_motion.py and train_4DGS.py"
+        )
     photo = model.cameras[0]
     options = RenderOptions(
         paths=paths,

@@ -1,0 +1,90 @@
+"""Timing of render_4DGS.py: rasterization FPS (rendering only) and the total time to render and encode.
+
+    # this machine: per-frame time at 640x360 (synthetic scenes, a few frames of one path)
+    .venv/bin/python scripts/benchmark_render.py --resolution 640x360 --gaussians 20000 100000 --frames 3 --paths side
+    # GPU machine: a trained scene at 1280x720, every default path, one loop each (+ synthetic sizes)
+    python scripts/benchmark_render.py --scene ../shared/scenes/mom_scene_0 --resolution 1280x720 --gaussians 200000 1000000
+
+Targets (issue 8): GPU, mom_scene_0 at 1280x720: >= 300 FPS rasterization and every default path encoded
+in <= 30 s in total; this machine: <= 2 s per 640x360 frame. Synthetic scenes are tests/loop_fixtures.py's
+stand-in (random Gaussians filling the view at depths 2..10, a third of them swaying, SH degree 3).
+Prints a Markdown table; "total" is bake + rasterization + encoding of all videos (written to a temporary
+folder), "ms/frame" and "FPS" are rasterization only (after one untimed warm-up frame on CUDA).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from scene.camera_paths import DEFAULT_PATHS, resolve_presets
+from scene.paths import ScenePaths
+from scene.render_video import LoopModel, RenderOptions, parse_resolution, render_videos, resolve_device
+from tests.loop_fixtures import StandInLoop
+from utils.cli import make_parser, run_main
+
+HEADER = "| scene | Gaussians | device | backend | size | paths x frames | ms/frame | FPS | bake s | total s |"
+
+
+def _row(name: str, model: LoopModel, options: RenderOptions, device: torch.device) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        summary = render_videos(model, Path(tmp), options, device)
+        total = time.perf_counter() - start
+    w, h = summary.size
+    ms = 1000.0 * summary.raster_s / summary.frames
+    return (
+        f"| {name} | {summary.n_gaussians} | {device} | {options.backend} | {w}x{h} | "
+        f"{len(summary.results)} x {summary.results[0].frames} | {ms:.1f} | {summary.render_fps:.1f} | "
+        f"{summary.bake_s:.2f} | {total:.2f} |"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser(__doc__.splitlines()[0], prog="benchmark_render.py")
+    parser.add_argument("--scene", action="append", default=[], help="a trained scene folder (repeatable)")
+    parser.add_argument("--gaussians", type=int, nargs="*", default=[], help="synthetic scene sizes")
+    parser.add_argument("--frames", type=int, default=60, help="frames per loop of the synthetic scenes")
+    parser.add_argument("--resolution", default="640x360")
+    parser.add_argument("--paths", nargs="+", default=list(DEFAULT_PATHS))
+    parser.add_argument("--loops", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    size = parse_resolution(args.resolution, 16, 16)
+    options = RenderOptions(paths=tuple(resolve_presets(args.paths)), loops=args.loops, size=size, backend=args.backend)
+    rows = []
+    for folder in args.scene:
+        from scene.gaussian_model import load_trained
+
+        scene = ScenePaths(folder)
+        rows.append(_row(scene.root.name, load_trained(scene, device=device), options, device))
+        print(rows[-1], flush=True)
+    for n in args.gaussians:
+        model = StandInLoop(n_gaussians=n, width=size[0], height=size[1], n_frames=args.frames, sh_degree=3)
+        rows.append(_row(f"synthetic {n}", model, options, device))
+        print(rows[-1], flush=True)
+    print()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads" + (
+        f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))  # fmt: skip
+    print(HEADER)
+    print("|" + "---|" * (HEADER.count("|") - 1))
+    for row in rows:
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
