@@ -128,6 +128,8 @@ def load_ply(path: str | os.PathLike, device: torch.device | str = "cpu") -> Gau
             raise ValueError(f"{n_rest} f_rest columns do not form an SH basis")
 
         def cols(keys: list[str]) -> Tensor:
+            if not keys:  # SH degree 0: no f_rest columns
+                return torch.zeros(len(v), 0)
             return torch.from_numpy(np.stack([np.asarray(v[key], np.float32) for key in keys], axis=1))
 
         rest = cols([f"f_rest_{i}" for i in range(n_rest)]).reshape(len(v), 3, k - 1).transpose(1, 2)
