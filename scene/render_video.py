@@ -27,7 +27,7 @@ from scene.camera_paths import CameraPath, path_cameras, reference_depth
 from scene.gaussians import GaussianParams, camera_tensors, save_ply
 from scene.io import Camera, write_json, write_png
 from scene.manifest import staged_dir
-from utils.console import info
+from utils.console import info, track
 from utils.errors import UserError
 from utils.video import write_gif, write_mp4
 
@@ -367,7 +367,8 @@ def render_paths(
     writers = _writers(options.paths, options, out)
     raster = 0.0
     try:
-        for frames, seconds in render_frames(baked, paths_cameras, options.background, options.backend):
+        stream = render_frames(baked, paths_cameras, options.background, options.backend)
+        for frames, seconds in track(stream, f"rendering {len(writers)} path(s)", total=n_video):
             raster += seconds
             for writer, frame in zip(writers, frames):
                 writer.put(frame)
