@@ -1,0 +1,164 @@
+"""Deformation field of the moving Gaussians: a periodic HexPlane of (x, y, z, t) and small MLP heads.
+
+In the spirit of 4DGaussians (Wu et al. 2024) and K-Planes: features of six planes (xy, xz, yz spatial;
+xt, yt, zt spatial-temporal) at several resolutions are multiplied plane by plane, concatenated across
+levels, and decoded by a small MLP into a position offset, a rotation offset and a log-scale offset.
+
+Two changes for looping landscapes:
+
+- Time is periodic by construction: the time axis of every time plane is a ring of ``time_resolution``
+  cells sampled with wrap-around interpolation, so features at t and t + 1 are bit-identical.
+- Space is sampled in the photo camera's projective coordinates (x/z, y/z, 1/z) rather than in
+  world units: a landscape spans 1 to 200 scene units in depth, and a world-space grid would spend all
+  its cells on empty distance. Projective coordinates give every cell about the same image footprint.
+
+The heads are initialised to zero, so an untrained field is the identity (the 3D motion prior alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SPATIAL_PAIRS = ((0, 1), (0, 2), (1, 2))
+
+
+@dataclass(frozen=True)
+class DeformationConfig:
+    """Hyper-parameters of :class:`HexPlaneDeformation` (saved next to its weights)."""
+
+    grid_resolution: int = 32  # cells per spatial axis at the coarsest level
+    grid_multires: tuple[int, ...] = (1, 2)  # resolution multipliers of the levels
+    time_resolution: int = 16  # cells of the periodic time axis
+    grid_features: int = 8  # channels per level
+    mlp_width: int = 32  # hidden width of the decoder
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["grid_multires"] = list(self.grid_multires)
+        return data
+
+    @staticmethod
+    def from_dict(data: dict) -> DeformationConfig:
+        return DeformationConfig(
+            grid_resolution=int(data["grid_resolution"]),
+            grid_multires=tuple(int(m) for m in data["grid_multires"]),
+            time_resolution=int(data["time_resolution"]),
+            grid_features=int(data["grid_features"]),
+            mlp_width=int(data["mlp_width"]),
+        )
+
+
+def projective_coords(points: Tensor, w2c: Tensor) -> Tensor:
+    """(x/z, y/z, 1/z) of world ``points`` [P, 3] in the camera ``w2c`` [4, 4]; z clamped to >= 1e-3."""
+    cam = points @ w2c[:3, :3].T + w2c[:3, 3]
+    inv_z = 1.0 / cam[:, 2:3].clamp_min(1e-3)
+    return torch.cat([cam[:, :2] * inv_z, inv_z], dim=1)
+
+
+def _sample_plane(plane: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """Bilinear samples [P, F] of ``plane`` [1, F, H, W] at u (along W) and v (along H), both in [-1, 1]."""
+    grid = torch.stack([u, v], dim=-1).view(1, 1, -1, 2)
+    out = F.grid_sample(plane, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out[0, :, 0].T
+
+
+def _wrap_time(plane: Tensor) -> Tensor:
+    """Append the first time row after the last: sampling at t = 1 then reads row 0 exactly."""
+    return torch.cat([plane, plane[:, :, :1]], dim=2)
+
+
+class HexPlaneDeformation(nn.Module):
+    """Maps canonical positions [P, 3] and a loop time t in [0, 1] to (dx [P, 3], dq [P, 4], dlog_s [P, 3]).
+
+    ``dx`` is returned in the units of the projective depth (callers scale it by each Gaussian's distance
+    to the photo camera); ``dq`` is added to the normalised quaternion; ``dlog_s`` to the log scales.
+    """
+
+    def __init__(self, config: DeformationConfig, lo: Tensor, hi: Tensor, w2c: Tensor):
+        super().__init__()
+        if lo.shape != (3,) or hi.shape != (3,) or w2c.shape != (4, 4):
+            raise ValueError("lo and hi must be [3] and w2c [4, 4]")
+        self.config = config
+        self.register_buffer("lo", lo.detach().float().clone())
+        self.register_buffer("hi", torch.maximum(hi.detach().float(), lo.detach().float() + 1e-6).clone())
+        self.register_buffer("w2c", w2c.detach().float().clone())
+        c = config
+        self.spatial = nn.ParameterList()
+        self.temporal = nn.ParameterList()
+        for mult in c.grid_multires:
+            r = c.grid_resolution * mult
+            for _ in SPATIAL_PAIRS:
+                self.spatial.append(nn.Parameter(torch.empty(1, c.grid_features, r, r).uniform_(0.1, 0.5)))
+            for _ in range(3):  # time planes start at 1: the product then equals the spatial features
+                self.temporal.append(nn.Parameter(torch.ones(1, c.grid_features, c.time_resolution, r)))
+        in_dim = c.grid_features * len(c.grid_multires)
+        self.trunk = nn.Sequential(
+            nn.Linear(in_dim, c.mlp_width), nn.ReLU(), nn.Linear(c.mlp_width, c.mlp_width), nn.ReLU()
+        )
+        self.head_x = nn.Linear(c.mlp_width, 3)
+        self.head_q = nn.Linear(c.mlp_width, 4)
+        self.head_s = nn.Linear(c.mlp_width, 3)
+        for head in (self.head_x, self.head_q, self.head_s):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def grid_parameters(self) -> list[nn.Parameter]:
+        return [*self.spatial, *self.temporal]
+
+    def mlp_parameters(self) -> list[nn.Parameter]:
+        return [
+            *self.trunk.parameters(),
+            *self.head_x.parameters(),
+            *self.head_q.parameters(),
+            *self.head_s.parameters(),
+        ]
+
+    def normalized(self, points: Tensor) -> Tensor:
+        """Canonical world points [P, 3] -> grid coordinates in [-1, 1]^3 (clamped at the border)."""
+        q = projective_coords(points, self.w2c)
+        return ((q - self.lo) / (self.hi - self.lo) * 2 - 1).clamp(-1, 1)
+
+    def features(self, points: Tensor, t: float) -> Tensor:
+        """HexPlane features [P, grid_features * levels] at canonical ``points`` and loop time ``t``."""
+        p = self.normalized(points)
+        tt = p.new_full((p.shape[0],), float(t) % 1.0 * 2 - 1)
+        levels = []
+        for level in range(len(self.config.grid_multires)):
+            feat = p.new_ones(p.shape[0], self.config.grid_features)
+            for k, (a, b) in enumerate(SPATIAL_PAIRS):
+                feat = feat * _sample_plane(self.spatial[3 * level + k], p[:, a], p[:, b])
+            for axis in range(3):
+                feat = feat * _sample_plane(_wrap_time(self.temporal[3 * level + axis]), p[:, axis], tt)
+            levels.append(feat)
+        return torch.cat(levels, dim=1)
+
+    def forward(self, points: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor]:
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise ValueError(f"points must be [P, 3], got {tuple(points.shape)}")
+        h = self.trunk(self.features(points, t))
+        return self.head_x(h), self.head_q(h), self.head_s(h)
+
+    def regularization(self, tv_weight: float, time_weight: float) -> Tensor:
+        """TV of the spatial planes + periodic second-order smoothness of the time planes along time."""
+        zero = self.lo.new_zeros(())
+        tv = sum((plane_tv(p) for p in self.spatial), zero)
+        smooth = sum((time_smoothness(p) for p in self.temporal), zero)
+        return tv_weight * tv + time_weight * smooth
+
+
+def plane_tv(plane: Tensor) -> Tensor:
+    """Mean squared first differences of ``plane`` [1, F, H, W] along both axes."""
+    dh = plane[..., 1:, :] - plane[..., :-1, :]
+    dw = plane[..., :, 1:] - plane[..., :, :-1]
+    return dh.square().mean() + dw.square().mean()
+
+
+def time_smoothness(plane: Tensor) -> Tensor:
+    """Mean squared second difference along the (periodic) time axis (dim 2) of ``plane`` [1, F, T, W]."""
+    first = torch.roll(plane, -1, dims=2) - plane
+    second = torch.roll(first, -1, dims=2) - first
+    return second.square().mean()

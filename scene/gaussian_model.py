@@ -1,0 +1,391 @@
+"""The 4D Gaussian model: canonical Gaussians + stage 1's 3D motion + a periodic deformation field.
+
+Loop by construction. Stage 1's looping video shows frame i (loop time t = i/N) as the blend, with
+weights (1 - t, t), of the photo pushed forward i frames and pulled back N - i frames along the flow.
+The model does the same in 3D: each moving Gaussian (motion region > 0) is drawn twice,
+
+- a forward copy at  x + t * D + r(x, t),        opacity a_f = 1 - (1 - a) ** (1 - t)
+- a backward copy at x - (1 - t) * D + r(x, t),  opacity a_b = 1 - (1 - a) ** t
+
+where D = N_video * m is the displacement over one loop (m = stage 1's motion3d, world units per video
+frame) and r is the learned residual of :class:`scene.deformation.HexPlaneDeformation`, periodic in t.
+The opacities split the transmittance, (1 - a_f)(1 - a_b) = 1 - a, so two coincident copies cover
+exactly as much as the canonical Gaussian. At t = 0 only the forward copy is visible at x + r(x, 0); as
+t -> 1 only the backward copy, at x + r(x, 1) = x + r(x, 0): the scene at t = 1 is the scene at t = 0.
+Static Gaussians (region 0, and every Gaussian densified from one) are never touched.
+
+``flow_scale`` (the original's option, "scales the 3D motion") sets the motion per *rendered frame*:
+the loop keeps the video's content (so the video frames supervise it exactly) and is rendered with
+``n_frames = round(N_video / flow_scale)`` frames, each advancing by ``flow_scale`` video frames' worth
+of 3D motion. ``--flow_scale 2`` (the original README's value) plays the same loop twice as fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scene.deformation import DeformationConfig, HexPlaneDeformation, projective_coords
+from scene.gaussians import GaussianParams, load_ply, rgb_to_sh_dc, save_ply, sh_coeff_count
+from scene.io import Camera, PointCloud, read_cameras, read_json, write_cameras, write_json
+from scene.paths import GAUSSIANS_CMD, GaussianPaths, ScenePaths
+from utils.errors import UserError
+
+MODEL_FORMAT = 1
+_MAX_ALPHA = 1.0 - 1e-6  # keeps log(1 - a) finite in the transmittance split
+
+
+def loop_frames(n_video_frames: int, flow_scale: float) -> int:
+    """Frames of the rendered loop: round(N_video / flow_scale) (N_video when flow_scale is 0)."""
+    if n_video_frames < 1:
+        raise ValueError(f"n_video_frames must be >= 1, got {n_video_frames}")
+    if flow_scale <= 0:
+        return n_video_frames
+    return max(1, round(n_video_frames / flow_scale))
+
+
+def deform(
+    canonical: GaussianParams,
+    moving_idx: Tensor,
+    loop_disp: Tensor,
+    depth_ref: Tensor,
+    field: HexPlaneDeformation | None,
+    t: float,
+) -> GaussianParams:
+    """The Gaussians at loop time ``t`` (differentiable): [N canonical rows, then M backward copies].
+
+    Args:
+        canonical: activated canonical Gaussians (N rows).
+        moving_idx: [M] int64 rows of the moving Gaussians.
+        loop_disp: [M, 3] world displacement of each moving Gaussian over one loop (N_video * motion3d).
+        depth_ref: [M] distance of each moving Gaussian to the photo camera (unit of the residual offset).
+        field: the learned residual, or None for the 3D motion prior alone.
+        t: loop time; taken modulo 1, so t = 1 is exactly t = 0.
+    """
+    t = float(t) % 1.0
+    m = moving_idx
+    if m.numel() == 0:
+        return canonical
+    x, q, s, a = canonical.means[m], canonical.quats[m], canonical.scales[m], canonical.opacities[m]
+    q = F.normalize(q, dim=-1)
+    if field is not None:
+        dx, dq, ds = field(x, t)
+        x, q, s = x + dx * depth_ref[:, None], q + dq, s * torch.exp(ds)
+    log_t = torch.log1p(-a.clamp(max=_MAX_ALPHA))
+    a_fwd, a_bwd = -torch.expm1((1 - t) * log_t), -torch.expm1(t * log_t)
+    fwd = GaussianParams(x + t * loop_disp, q, s, a_fwd, canonical.sh[m])
+    means = canonical.means.index_copy(0, m, fwd.means)
+    quats = canonical.quats.index_copy(0, m, fwd.quats)
+    scales = canonical.scales.index_copy(0, m, fwd.scales)
+    opac = canonical.opacities.index_copy(0, m, fwd.opacities)
+    return GaussianParams(
+        torch.cat([means, x - (1 - t) * loop_disp]),
+        torch.cat([quats, q]),
+        torch.cat([scales, s]),
+        torch.cat([opac, a_bwd]),
+        torch.cat([canonical.sh, canonical.sh[m]]),
+    )
+
+
+# ----------------------------------------------------------------------------- trainable model
+
+
+class TrainableGaussians(nn.Module):
+    """Raw trainable parameters of the canonical Gaussians, their motion, and the deformation field.
+
+    Per-Gaussian tensors (rows = canonical Gaussians) are listed in :attr:`PER_GAUSSIAN`; densification
+    edits all of them together. Means are stored divided by ``depth_ref`` (distance to the photo
+    camera) so that one learning rate moves near and far Gaussians by the same number of pixels.
+    """
+
+    PARAMS = ("means_n", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")
+    BUFFERS = ("depth_ref", "moving", "motion")
+    PER_GAUSSIAN = PARAMS + BUFFERS
+
+    def __init__(self, tensors: dict[str, Tensor], field: HexPlaneDeformation, n_video_frames: int, flow_scale: float):
+        super().__init__()
+        for name in self.PARAMS:
+            setattr(self, name, nn.Parameter(tensors[name].detach().clone()))
+        for name in self.BUFFERS:
+            self.register_buffer(name, tensors[name].detach().clone())
+        self.field = field
+        self.n_video_frames = int(n_video_frames)
+        self.flow_scale = float(flow_scale)
+
+    def __len__(self) -> int:
+        return self.means_n.shape[0]
+
+    @property
+    def sh_degree(self) -> int:
+        return math.isqrt(self.sh_rest.shape[1] + 1) - 1
+
+    def per_gaussian(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in self.PER_GAUSSIAN}
+
+    def set_per_gaussian(self, tensors: dict[str, Tensor]) -> None:
+        """Replace every per-Gaussian tensor (new Parameters for the trainable ones)."""
+        for name in self.PARAMS:
+            setattr(self, name, nn.Parameter(tensors[name].detach().clone()))
+        for name in self.BUFFERS:
+            setattr(self, name, tensors[name].detach().clone())
+
+    def canonical(self) -> GaussianParams:
+        """Activated canonical Gaussians (differentiable)."""
+        return GaussianParams(
+            self.means_n * self.depth_ref[:, None],
+            self.quats,
+            torch.exp(self.log_scales),
+            torch.sigmoid(self.opacity_logits),
+            torch.cat([self.sh_dc, self.sh_rest], dim=1),
+        )
+
+    def moving_idx(self) -> Tensor:
+        return self.moving.nonzero().squeeze(1)
+
+    def at(self, t: float, use_field: bool = True) -> GaussianParams:
+        """Gaussians at loop time ``t`` (differentiable); ``use_field=False`` = the motion prior alone."""
+        m = self.moving_idx()
+        disp = self.motion[m] * self.n_video_frames
+        return deform(self.canonical(), m, disp, self.depth_ref[m], self.field if use_field else None, t)
+
+    def rendered_rows(self) -> Tensor:
+        """Canonical row of each rendered row of :meth:`at` ([N + M] int64)."""
+        return torch.cat([torch.arange(len(self), device=self.moving.device), self.moving_idx()])
+
+    def export(self) -> FourDGaussians:
+        """A detached :class:`FourDGaussians` for rendering and saving."""
+        m = self.moving_idx()
+        return FourDGaussians(
+            canonical=self.canonical().detach(),
+            moving_idx=m.clone(),
+            motion=self.motion[m].detach().clone(),
+            depth_ref=self.depth_ref[m].detach().clone(),
+            field=self.field,
+            n_video_frames=self.n_video_frames,
+            flow_scale=self.flow_scale,
+            cameras=[],
+        )
+
+
+def _knn_mean_distance(points: Tensor) -> Tensor:
+    from gaussian_renderer.knn import knn_mean_distance
+
+    return knn_mean_distance(points, k=3)
+
+
+def init_gaussians(
+    cloud: PointCloud,
+    motion3d: np.ndarray,
+    n_video_frames: int,
+    photo_w2c: np.ndarray,
+    *,
+    max_points: int,
+    sh_degree: int,
+    init_opacity: float,
+    deformation: DeformationConfig,
+    flow_scale: float,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> TrainableGaussians:
+    """Gaussians from stage 1's point cloud: subsampled to ``max_points``, scales from the 3-NN distance,
+    colours as SH DC, motion from ``motion3d`` (zeroed for static points)."""
+    if motion3d.shape != (len(cloud), 3):
+        raise ValueError(f"motion3d must be ({len(cloud)}, 3), got {motion3d.shape}")
+    rng = np.random.default_rng(seed)
+    keep = np.arange(len(cloud))
+    if len(cloud) > max_points:
+        keep = np.sort(rng.choice(len(cloud), size=max_points, replace=False))
+    xyz = torch.tensor(cloud.xyz[keep], dtype=torch.float32, device=device)
+    w2c = torch.tensor(photo_w2c, dtype=torch.float32, device=device)
+    centre = -w2c[:3, :3].T @ w2c[:3, 3]
+    depth_ref = (xyz - centre).norm(dim=1).clamp_min(1e-3)
+    dist = _knn_mean_distance(xyz).to(device)
+    dist = torch.minimum(dist.clamp_min(1e-4 * depth_ref), 0.05 * depth_ref)  # guard isolated points
+    n, k = len(keep), sh_coeff_count(sh_degree)
+    moving = torch.tensor(cloud.region[keep] > 0, device=device)
+    motion = torch.tensor(motion3d[keep], dtype=torch.float32, device=device) * moving[:, None]
+    rgb = torch.tensor(cloud.rgb[keep], dtype=torch.float32, device=device) / 255.0
+    tensors = {
+        "means_n": xyz / depth_ref[:, None],
+        "quats": torch.tensor([1.0, 0.0, 0.0, 0.0], device=device).repeat(n, 1),
+        "log_scales": torch.log(dist)[:, None].repeat(1, 3),
+        "opacity_logits": torch.full((n,), math.log(init_opacity / (1 - init_opacity)), device=device),
+        "sh_dc": rgb_to_sh_dc(rgb)[:, None],
+        "sh_rest": torch.zeros(n, k - 1, 3, device=device),
+        "depth_ref": depth_ref,
+        "moving": moving,
+        "motion": motion,
+    }
+    field = make_field(deformation, xyz[moving], w2c).to(device)
+    return TrainableGaussians(tensors, field, n_video_frames, flow_scale)
+
+
+def make_field(config: DeformationConfig, moving_xyz: Tensor, w2c: Tensor) -> HexPlaneDeformation:
+    """A deformation field whose grid spans the moving points' projective box (5% margin)."""
+    if len(moving_xyz):
+        q = projective_coords(moving_xyz, w2c)
+        lo, hi = q.min(0).values, q.max(0).values
+        pad = 0.05 * (hi - lo) + 1e-4
+        lo, hi = lo - pad, hi + pad
+    else:
+        lo, hi = -torch.ones(3, device=w2c.device), torch.ones(3, device=w2c.device)
+    return HexPlaneDeformation(config, lo.cpu(), hi.cpu(), w2c.cpu())
+
+
+# ----------------------------------------------------------------------------- trained model (public API)
+
+
+@dataclass
+class FourDGaussians:
+    """A trained 4D Gaussian scene, ready to render at any loop time.
+
+    Attributes:
+        canonical: the canonical Gaussians (what ``point_cloud.ply`` holds).
+        moving_idx: [M] rows of the moving Gaussians; motion: [M, 3] world units per video frame;
+        depth_ref: [M] distance to the photo camera (unit of the residual offsets).
+        field: the periodic deformation residual.
+        n_video_frames: frames of stage 1's loop; flow_scale: the training option.
+        cameras: stage 1's cameras (cameras[0] = the photo's).
+    """
+
+    canonical: GaussianParams
+    moving_idx: Tensor
+    motion: Tensor
+    depth_ref: Tensor
+    field: HexPlaneDeformation
+    n_video_frames: int
+    flow_scale: float
+    cameras: list[Camera]
+
+    @property
+    def n_frames(self) -> int:
+        """Frames of one rendered loop (frame j is loop time j / n_frames)."""
+        return loop_frames(self.n_video_frames, self.flow_scale)
+
+    @property
+    def sh_degree(self) -> int:
+        return self.canonical.sh_degree
+
+    @property
+    def device(self) -> torch.device:
+        return self.canonical.means.device
+
+    def at_time(self, t: float) -> GaussianParams:
+        """Deformed Gaussians at loop time ``t`` in [0, 1] (no grad; exactly periodic: t = 1 is t = 0).
+
+        Returns N + M Gaussians: the canonical rows (moving ones as their forward copy) then the M
+        backward copies; the count does not depend on ``t``.
+        """
+        if not math.isfinite(float(t)):
+            raise ValueError(f"t must be finite, got {t}")
+        with torch.no_grad():
+            field = self.field if self.flow_scale > 0 else None
+            disp = self.motion * self.n_video_frames if self.flow_scale > 0 else torch.zeros_like(self.motion)
+            return deform(self.canonical, self.moving_idx, disp, self.depth_ref, field, t)
+
+    def to(self, device: torch.device | str) -> FourDGaussians:
+        return FourDGaussians(
+            self.canonical.to(device),
+            self.moving_idx.to(device),
+            self.motion.to(device),
+            self.depth_ref.to(device),
+            self.field.to(device),
+            self.n_video_frames,
+            self.flow_scale,
+            self.cameras,
+        )
+
+
+def save_trained(paths: GaussianPaths, iteration: int, model: FourDGaussians) -> None:
+    """Write point_cloud.ply (canonical, standard 3DGS layout), deformation.safetensors and its JSON."""
+    from safetensors.torch import save_file
+
+    from scene.io import atomic_path
+
+    save_ply(paths.ply(iteration), model.canonical)
+    tensors = {f"field.{k}": v.detach().cpu().contiguous() for k, v in model.field.state_dict().items()}
+    tensors["moving_idx"] = model.moving_idx.cpu().contiguous()
+    tensors["motion"] = model.motion.cpu().contiguous()
+    tensors["depth_ref"] = model.depth_ref.cpu().contiguous()
+    with atomic_path(paths.deformation(iteration)) as tmp:
+        save_file(tensors, str(tmp))
+    write_json(
+        paths.deformation_json(iteration),
+        {
+            "format": MODEL_FORMAT,
+            "deformation": model.field.config.to_dict(),
+            "n_video_frames": model.n_video_frames,
+            "n_frames": model.n_frames,
+            "flow_scale": model.flow_scale,
+            "sh_degree": model.sh_degree,
+            "n_gaussians": len(model.canonical),
+            "n_moving": int(model.moving_idx.numel()),
+        },
+    )
+    if model.cameras:
+        write_cameras(paths.cameras, model.cameras)
+
+
+def latest_iteration(paths: GaussianPaths) -> int | None:
+    """The highest N of point_cloud/iteration_N that holds a complete model, or None."""
+    best = None
+    if paths.point_cloud_dir.is_dir():
+        for d in paths.point_cloud_dir.iterdir():
+            name = d.name
+            if name.startswith("iteration_") and name[10:].isdigit():
+                i = int(name[10:])
+                complete = all(p.is_file() for p in (paths.ply(i), paths.deformation(i), paths.deformation_json(i)))
+                if complete and (best is None or i > best):
+                    best = i
+    return best
+
+
+def load_trained(scene: ScenePaths, device: str | torch.device = "cpu", iteration: int | None = None) -> FourDGaussians:
+    """The trained 4D Gaussians of ``scene`` (the latest iteration unless ``iteration`` is given)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    paths = scene.gaussians
+    cmd = GAUSSIANS_CMD.replace("SCENE", str(scene.root))
+    it = latest_iteration(paths) if iteration is None else int(iteration)
+    if it is None or not paths.ply(it).is_file():
+        what = "no trained 4D Gaussians" if iteration is None else f"no trained 4D Gaussians at iteration {iteration}"
+        raise UserError(f"{paths.dir} has {what}", f"run {cmd} first")
+    meta = read_json(paths.deformation_json(it), "deformation JSON", cmd)
+    try:
+        if meta.get("format") != MODEL_FORMAT:
+            raise ValueError(f"format {meta.get('format')}, expected {MODEL_FORMAT}")
+        config = DeformationConfig.from_dict(meta["deformation"])
+        tensors = load_file(str(paths.deformation(it)))
+        field_state = {k[6:]: v for k, v in tensors.items() if k.startswith("field.")}
+        field = HexPlaneDeformation(config, field_state["lo"], field_state["hi"], field_state["w2c"])
+        field.load_state_dict(field_state)
+        n_video, flow_scale = int(meta["n_video_frames"]), float(meta["flow_scale"])
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as exc:
+        raise UserError(f"{paths.deformation(it)} is not a valid deformation file ({exc})", f"re-run {cmd}") from None
+    canonical = load_ply(paths.ply(it), device)
+    moving_idx = tensors["moving_idx"].long()
+    if moving_idx.numel() and int(moving_idx.max()) >= len(canonical):
+        raise UserError(f"{paths.deformation(it)} does not match {paths.ply(it)}", f"re-run {cmd}")
+    cameras = read_cameras(paths.cameras, cmd) if paths.cameras.is_file() else _stage1_cameras(scene)
+    return FourDGaussians(
+        canonical,
+        moving_idx.to(device),
+        tensors["motion"].float().to(device),
+        tensors["depth_ref"].float().to(device),
+        field.to(device).eval(),
+        n_video,
+        flow_scale,
+        cameras,
+    )
+
+
+def _stage1_cameras(scene: ScenePaths) -> list[Camera]:
+    path: Path = scene.motion.cameras
+    return read_cameras(path) if path.is_file() else []
