@@ -41,23 +41,40 @@ def _candidates(
     uv: Tensor, z: Tensor, height: int, width: int, radius: int, footprint: float | Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(point index [M], pixel linear index [M], squared centre distance [M]) of every point-pixel cover."""
-    keep = torch.isfinite(uv).all(1) & torch.isfinite(z) & (z > 0)
+    x, y = uv[:, 0], uv[:, 1]
+    # NaN fails every comparison, so these bounds also drop non-finite points.
+    keep = (
+        (z > 0)
+        & (z < float("inf"))
+        & (x > -radius - 1)
+        & (x < width + radius)
+        & (y > -radius - 1)
+        & (y < height + radius)
+    )
     ids = keep.nonzero().squeeze(1)
     uv = uv[ids]
-    half = footprint[ids].to(uv.dtype)[:, None] / 2 if isinstance(footprint, Tensor) else float(footprint) / 2
-    # Keep the projected coordinates far inside int range before rounding (points way off-screen).
-    centre = torch.round(uv.clamp(-2.0 * (width + height), 3.0 * (width + height)))
-    span = torch.arange(-radius, radius + 1, device=uv.device, dtype=uv.dtype)
-    oy, ox = torch.meshgrid(span, span, indexing="ij")
-    ox, oy = ox.reshape(1, -1), oy.reshape(1, -1)  # [1, K]
-    px, py = centre[:, :1] + ox, centre[:, 1:] + oy  # [N, K] pixel centres
+    nearest = torch.round(uv)
+    if isinstance(footprint, Tensor):
+        half = footprint[ids].to(uv.dtype)[:, None] / 2
+    else:
+        half = float(footprint) / 2
+    if not isinstance(footprint, Tensor) and footprint < 2.0:
+        # A square narrower than 2 px only reaches the 2 x 2 pixel centres around the point.
+        base, span = torch.floor(uv), torch.arange(0, 2, device=uv.device, dtype=uv.dtype)
+    else:
+        base, span = nearest, torch.arange(-radius, radius + 1, device=uv.device, dtype=uv.dtype)
+    # Per axis first ([N, K] each), then the K x K combinations as booleans only: cheap at ~10^6 points.
+    px, py = base[:, :1] + span, base[:, 1:] + span
     dx, dy = px - uv[:, :1], py - uv[:, 1:]
-    covers = (dx.abs() <= half) & (dy.abs() <= half)
-    covers |= (ox == 0) & (oy == 0)  # the nearest pixel always, whatever the footprint
-    covers &= (px >= 0) & (px < width) & (py >= 0) & (py < height)
-    rows, cols = covers.nonzero(as_tuple=True)
-    pixel = py[rows, cols].long() * width + px[rows, cols].long()
-    dist2 = dx[rows, cols] ** 2 + dy[rows, cols] ** 2
+    inside_x, inside_y = (px >= 0) & (px < width), (py >= 0) & (py < height)
+    cx, cy = (dx.abs() <= half) & inside_x, (dy.abs() <= half) & inside_y
+    covers = cy[:, :, None] & cx[:, None, :]
+    if isinstance(footprint, Tensor) or footprint < 1.0:  # else the square always holds the nearest pixel
+        nx, ny = (px == nearest[:, :1]) & inside_x, (py == nearest[:, 1:]) & inside_y
+        covers |= ny[:, :, None] & nx[:, None, :]
+    rows, ky, kx = covers.nonzero(as_tuple=True)
+    pixel = py[rows, ky].long() * width + px[rows, kx].long()
+    dist2 = dx[rows, kx] ** 2 + dy[rows, ky] ** 2
     return ids[rows], pixel, dist2
 
 
@@ -100,14 +117,14 @@ def zbuffer_splat(
 
     zmin = torch.full((n_pix,), float("inf"), device=device, dtype=pz.dtype)
     zmin.scatter_reduce_(0, pixel, pz, reduce="amin", include_self=True)
-    front = pz <= zmin[pixel] * (1.0 + depth_tolerance)
-    point, pixel, dist2 = point[front], pixel[front], dist2[front]
-
+    # Masking instead of compacting (no nonzero + gathers): candidates behind the surface drop out as inf.
+    inf = torch.tensor(float("inf"), device=device, dtype=dist2.dtype)
+    dist2 = torch.where(pz <= zmin[pixel] * (1.0 + depth_tolerance), dist2, inf)
     best = torch.full((n_pix,), float("inf"), device=device, dtype=dist2.dtype)
     best.scatter_reduce_(0, pixel, dist2, reduce="amin", include_self=True)
-    closest = dist2 <= best[pixel]
+    closest = (dist2 <= best[pixel]) & (dist2 < inf)
     winner = torch.full((n_pix,), -1, device=device, dtype=torch.long)
-    winner.scatter_reduce_(0, pixel[closest], point[closest], reduce="amax", include_self=True)  # ties: last
+    winner.scatter_reduce_(0, pixel, torch.where(closest, point, -1), reduce="amax", include_self=True)  # ties: last
 
     valid = winner >= 0
     safe = winner.clamp(min=0)

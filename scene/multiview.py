@@ -1,0 +1,270 @@
+"""Stage 1, part 1: the photo's point cloud rendered into the view set, holes inpainted and lifted to 3D.
+
+One point per photo pixel (view 0). Views are made in order: view v is rendered from every point so
+far (the photo's and those inpainted in views 1..v-1, so views agree where they overlap), its empty
+pixels are inpainted, given a depth that continues the background around them, and added to the
+cloud as points of view v. The valid mask of a view marks the pixels whose visible point came from
+the photo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from scene.io import Camera, PointCloud
+from scene.splat import zbuffer_splat
+from scene.views import project_points, unproject, unproject_depth
+
+Inpainter = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image uint8 [H,W,3], hole bool [H,W]) -> uint8
+
+
+@dataclass
+class Points:
+    """The growing point cloud, as tensors on the working device."""
+
+    xyz: Tensor  # [P, 3] float32 world units
+    rgb: Tensor  # [P, 3] float32 in [0, 1]
+    region: Tensor  # [P] int64
+    view: Tensor  # [P] int64
+
+    def append(self, other: Points) -> Points:
+        return Points(*(torch.cat([a, b]) for a, b in zip(self.astuple(), other.astuple())))
+
+    def astuple(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.xyz, self.rgb, self.region, self.view
+
+    def to_cloud(self) -> PointCloud:
+        rgb = torch.round(self.rgb.clamp(0, 1) * 255).to(torch.uint8)
+        return PointCloud(
+            xyz=self.xyz.cpu().numpy().astype(np.float32),
+            rgb=rgb.cpu().numpy(),
+            region=self.region.cpu().numpy().astype(np.int32),
+            view=self.view.cpu().numpy().astype(np.int32),
+        )
+
+
+@dataclass
+class View:
+    """One view, as written to ``motion/views/``."""
+
+    camera: Camera
+    image: np.ndarray  # (H, W, 3) uint8, holes inpainted
+    depth: np.ndarray  # (H, W) float32 z-depth, scene units (inpainted pixels: background-continuing depth)
+    valid: np.ndarray  # (H, W) bool, True = the visible point came from the photo
+    regions: np.ndarray  # (H, W) int32 region ids as seen from this view
+    info: dict = field(default_factory=dict)
+
+
+def photo_points(image: np.ndarray, depth: np.ndarray, regions: np.ndarray, camera: Camera, device="cpu") -> Points:
+    """One point per pixel of the photo (row-major), view 0.
+
+    Args:
+        image: (H, W, 3) float in [0, 1] or uint8. depth: (H, W) z-depth. regions: (H, W) int ids.
+    """
+    h, w = depth.shape
+    if image.shape[:2] != (h, w) or regions.shape != (h, w):
+        raise ValueError(f"image {image.shape}, depth {depth.shape} and regions {regions.shape} must agree")
+    if (camera.height, camera.width) != (h, w):
+        raise ValueError(f"camera is {camera.width}x{camera.height}, images are {w}x{h}")
+    rgb = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    d = torch.as_tensor(np.ascontiguousarray(depth), dtype=torch.float32, device=device)
+    return Points(
+        xyz=unproject_depth(d, camera),
+        rgb=torch.as_tensor(rgb.reshape(-1, 3), device=device),
+        region=torch.as_tensor(regions.reshape(-1).astype(np.int64), device=device),
+        view=torch.zeros(h * w, dtype=torch.long, device=device),
+    )
+
+
+def render_points(points: Points, camera: Camera, footprint: float = 1.5) -> dict[str, Tensor]:
+    """Z-buffer render of ``points`` into ``camera``: image [H,W,3], depth [H,W] (inf = hole), covered [H,W],
+    photo [H,W] (the visible point came from view 0), region [H,W] int64."""
+    uv, z = project_points(points.xyz, camera)
+    values = torch.cat(
+        [points.rgb, points.region[:, None].to(points.rgb.dtype), (points.view == 0)[:, None].to(points.rgb.dtype)], 1
+    )
+    image, depth, covered = zbuffer_splat(uv, z, values, camera.height, camera.width, radius=1, footprint=footprint)
+    return {
+        "image": image[..., :3],
+        "depth": depth,
+        "covered": covered,
+        "photo": (image[..., 4] > 0.5) & covered,
+        "region": torch.round(image[..., 3]).long(),
+    }
+
+
+def _nearest_valid(valid: np.ndarray, axis: int, reverse: bool) -> np.ndarray:
+    """Per pixel, the index along ``axis`` of the nearest valid pixel before it (after it if ``reverse``); -1 = none."""
+    n = valid.shape[axis]
+    idx = np.arange(n).reshape((-1, 1) if axis == 0 else (1, -1))
+    if reverse:
+        marked = np.where(valid, n - 1 - idx, -1)
+        marked = np.flip(np.maximum.accumulate(np.flip(marked, axis), axis=axis), axis)
+        return np.where(marked >= 0, n - 1 - marked, -1)
+    return np.maximum.accumulate(np.where(valid, idx, -1), axis=axis)
+
+
+def background_source(depth: np.ndarray, covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every hole pixel, the covered pixel whose depth it continues: the background side of the hole.
+
+    Along the row, the nearest covered pixels left and right of the hole are found; the farther of the
+    two is the background (a disocclusion opens between a near object and what lies behind it). Where
+    the row has covered pixels on one side only (the frame edge), that side is used; where it has none,
+    the same rule runs along the column. Returns (rows [H,W], cols [H,W]) of the source pixel, -1 where
+    the view is empty.
+    """
+    h, w = depth.shape
+    rows = np.broadcast_to(np.arange(h)[:, None], (h, w))
+    cols = np.broadcast_to(np.arange(w)[None, :], (h, w))
+    left, right = _nearest_valid(covered, 1, False), _nearest_valid(covered, 1, True)
+    up, down = _nearest_valid(covered, 0, False), _nearest_valid(covered, 0, True)
+
+    def pick(a: np.ndarray, b: np.ndarray, da: np.ndarray, db: np.ndarray) -> np.ndarray:
+        both = (a >= 0) & (b >= 0)
+        return np.where(both, np.where(da >= db, a, b), np.maximum(a, b))  # one side: the one that exists
+
+    d_left = np.where(left >= 0, depth[rows, left.clip(0)], -np.inf)
+    d_right = np.where(right >= 0, depth[rows, right.clip(0)], -np.inf)
+    src_col = pick(left, right, d_left, d_right)
+    d_up = np.where(up >= 0, depth[up.clip(0), cols], -np.inf)
+    d_down = np.where(down >= 0, depth[down.clip(0), cols], -np.inf)
+    src_row = pick(up, down, d_up, d_down)
+    use_row = src_col >= 0
+    out_r = np.where(covered, rows, np.where(use_row, rows, src_row))
+    out_c = np.where(covered, cols, np.where(use_row, src_col, np.where(src_row >= 0, cols, -1)))
+    out_r = np.where(out_c >= 0, out_r, -1)
+    return out_r, out_c
+
+
+def fill_background(depth: np.ndarray, regions: np.ndarray, covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Depth and region ids for the holes, continuing the background around them (:func:`background_source`).
+
+    The filled depth is smoothed inside the holes (a few box-filter passes over hole pixels only) so
+    that it varies continuously rather than in streaks. Returns (depth [H,W] float32, regions [H,W]).
+    """
+    if covered.all():
+        return depth.astype(np.float32), regions
+    src_r, src_c = background_source(depth, covered)
+    empty = src_c < 0
+    if empty.all():
+        raise ValueError("the view is empty: no point projects into it (camera too far from the photo's)")
+    filled = depth[src_r.clip(0), src_c.clip(0)].astype(np.float32)
+    regs = regions[src_r.clip(0), src_c.clip(0)]
+    filled[empty] = np.max(depth[covered])
+    holes = ~covered
+    log_d = np.log(filled)
+    for _ in range(4):  # smooth in log-depth, holes only
+        log_d = np.where(holes, cv2.blur(log_d, (5, 5)), log_d)
+    return np.exp(log_d).astype(np.float32), np.where(covered, regions, regs)
+
+
+def inpaint_opencv(image: np.ndarray, hole: np.ndarray, radius: int = 3) -> np.ndarray:
+    """Classical inpainting (OpenCV Telea) of the ``hole`` pixels of a uint8 (H, W, 3) image."""
+    if not hole.any():
+        return image
+    return cv2.inpaint(np.ascontiguousarray(image), hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+
+
+def guarded_hole(depth: np.ndarray, filled: np.ndarray, hole: np.ndarray, width: int = 4) -> np.ndarray:
+    """The mask to hand the inpainter: the holes plus the foreground pixels along them.
+
+    The inpainter should extend the background into a disocclusion, not the object in front of it, so
+    pixels within ``width`` of a hole that are much nearer (< 0.8x) than the background depth filled in
+    it are hidden from it too (only the hole pixels of its result are kept).
+    """
+    if not hole.any():
+        return hole
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    near_hole = cv2.dilate(hole.astype(np.uint8), kernel).astype(bool) & ~hole
+    background = cv2.dilate(np.where(hole, filled, 0).astype(np.float32), kernel)  # farthest hole depth nearby
+    return hole | (near_hole & (depth < 0.8 * background))
+
+
+def lift_hole_points(
+    image: np.ndarray, depth: np.ndarray, regions: np.ndarray, hole: np.ndarray, camera: Camera, view: int, device
+) -> Points:
+    """The inpainted pixels of a view as new points (their colour, background depth, region, ``view``)."""
+    ys, xs = np.nonzero(hole)
+    uv = torch.as_tensor(np.stack([xs, ys], 1), dtype=torch.float32, device=device)
+    z = torch.as_tensor(depth[ys, xs], dtype=torch.float32, device=device)
+    return Points(
+        xyz=unproject(uv, z, camera),
+        rgb=torch.as_tensor(image[ys, xs].astype(np.float32) / 255.0, device=device),
+        region=torch.as_tensor(regions[ys, xs].astype(np.int64), device=device),
+        view=torch.full((len(ys),), view, dtype=torch.long, device=device),
+    )
+
+
+def make_view(points: Points, camera: Camera, index: int, inpaint: Inpainter) -> tuple[View, Points]:
+    """Render one view, fill its holes, and return it with the points its inpainted pixels add."""
+    out = render_points(points, camera)
+    covered = out["covered"].cpu().numpy()
+    depth = out["depth"].cpu().numpy()
+    regions = out["region"].cpu().numpy().astype(np.int32)
+    image = np.clip(np.rint(out["image"].cpu().numpy() * 255), 0, 255).astype(np.uint8)
+    hole = ~covered
+    filled, regions = fill_background(np.where(covered, depth, 0), regions, covered)
+    if hole.any():
+        painted = inpaint(image, guarded_hole(depth, filled, hole))
+        image = np.where(hole[..., None], painted, image)
+    new = lift_hole_points(image, filled, regions, hole, camera, index, points.xyz.device)
+    info = {
+        "hole_fraction": round(float(hole.mean()), 5),
+        "photo_fraction": round(float(out["photo"].float().mean()), 5),
+    }
+    view = View(camera, image, filled, out["photo"].cpu().numpy(), regions, info)
+    return view, new
+
+
+def contact_sheet(images: list[np.ndarray], columns: int = 5, tile_width: int = 256, gap: int = 4) -> np.ndarray:
+    """All views in a grid (row-major, view 0 first), each scaled to ``tile_width`` px wide; uint8 (H, W, 3)."""
+    if not images:
+        raise ValueError("contact_sheet needs at least one image")
+    h, w = images[0].shape[:2]
+    tw = min(tile_width, w)
+    th = max(1, round(h * tw / w))
+    columns = min(columns, len(images))
+    rows = -(-len(images) // columns)
+    sheet = np.full((rows * (th + gap) + gap, columns * (tw + gap) + gap, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, columns)
+        tile = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+        y, x = gap + r * (th + gap), gap + c * (tw + gap)
+        sheet[y : y + th, x : x + tw] = tile
+    return sheet
+
+
+def build_views(
+    photo: np.ndarray,
+    depth: np.ndarray,
+    regions: np.ndarray,
+    cameras: list[Camera],
+    inpaint: Inpainter,
+    device: str | torch.device = "cpu",
+    progress: Callable | None = None,
+) -> tuple[list[View], Points]:
+    """All views of the set and the merged point cloud (photo points first, row-major, then inpainted ones).
+
+    Args:
+        photo: (H, W, 3) uint8. depth: (H, W) float32 z-depth of the photo. regions: (H, W) int ids.
+        cameras: the view set, ``cameras[0]`` the photo's. inpaint: the hole filler.
+        progress: optional ``track``-like wrapper for the loop over views.
+    """
+    if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
+        raise TypeError(f"photo must be uint8 (H, W, 3), got {photo.dtype} {photo.shape}")
+    points = photo_points(photo, depth, regions, cameras[0], device)
+    first = View(cameras[0], photo, depth.astype(np.float32), np.ones(depth.shape, bool), regions.astype(np.int32))
+    first.info = {"hole_fraction": 0.0, "photo_fraction": 1.0}
+    views = [first]
+    indices = range(1, len(cameras))
+    for i in progress(indices, "views") if progress else indices:
+        view, new = make_view(points, cameras[i], i, inpaint)
+        views.append(view)
+        points = points.append(new)
+    return views, points

@@ -1,0 +1,130 @@
+"""Learned depth backend: any ``transformers`` depth-estimation model (Depth Anything V2, DPT, ZoeDepth).
+
+Loaded from a local folder (what ``save_pretrained()`` writes, e.g. ``ckpts/depth-anything-v2-small``)
+or a hub id (``depth-anything/Depth-Anything-V2-Small-hf``). Imports are lazy: nothing here touches
+``transformers`` until a model is asked for. Offline mode (``HF_HUB_OFFLINE=1`` or
+``TRANSFORMERS_OFFLINE=1``) is honoured: hub ids are then looked up in the local cache only, so the
+stage never waits on the network.
+
+Errors: a local path that does not exist, or a local folder that is not a loadable model, is the
+user's to fix (:class:`utils.errors.UserError`, one line naming it); a hub id that cannot be had
+(offline, not cached, no network) raises :class:`ModelUnavailable`, which callers may turn into a
+warning and a fallback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from utils.errors import UserError
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+class ModelUnavailable(Exception):
+    """A hub model that cannot be loaded here (offline, not in the cache, unreachable)."""
+
+
+def hub_offline() -> bool:
+    """True when the user asked the Hugging Face libraries to stay offline."""
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def resolve_source(name: str, what: str) -> tuple[str, bool]:
+    """``name`` -> (local folder or hub id, is_local). A path-looking name that does not exist is a UserError.
+
+    A name counts as a path when it exists, starts with ``.``, ``/`` or ``~``, has no or several
+    ``/`` (hub ids are ``org/name``), or its first component is an existing folder (``ckpts/x``).
+    """
+    name = str(name).strip()
+    if not name:
+        raise UserError(f"empty {what} name", f"give a local folder or a hub id for the {what}")
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{what} {path} is a file, not a model folder", "give the folder save_pretrained() wrote")
+        return str(path), True
+    first = name.split("/")[0]
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") != 1 or Path(first).is_dir():
+        raise UserError(f"{what} {name} does not exist", "give an existing local model folder or a hub id (org/name)")
+    return name, False
+
+
+def load_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "could not load this model" (files missing, bad config, no network)."""
+    errors: list[type[BaseException]] = [OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError]
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def load_pretrained(loader: Any, source: str, is_local: bool, what: str, **kwargs: Any) -> Any:
+    """``loader.from_pretrained(source)`` with the local/offline rules of this module."""
+    errors = load_errors()
+    if is_local:
+        try:
+            return loader.from_pretrained(source, local_files_only=True, **kwargs)
+        except errors as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise UserError(
+                f"cannot load the {what} from {source} ({reason})", "give a folder written by save_pretrained()"
+            ) from None
+    try:  # the cache first: no network call when the model is already here
+        return loader.from_pretrained(source, local_files_only=True, **kwargs)
+    except errors as exc:
+        if hub_offline():
+            raise ModelUnavailable(f"{what} {source} is not in the local cache and HF_HUB_OFFLINE is set") from exc
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except errors as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelUnavailable(f"{what} {source} could not be downloaded ({reason})") from exc
+
+
+def depth_kind(config: Any) -> str:
+    """ "metric" for metric-depth models (ZoeDepth, metric Depth Anything, Depth Pro), else "disparity"."""
+    if getattr(config, "model_type", "") in ("zoedepth", "depth_pro"):
+        return "metric"
+    if getattr(config, "depth_estimation_type", "relative") == "metric":
+        return "metric"
+    return "disparity"
+
+
+class TransformersDepth:
+    """A loaded ``AutoModelForDepthEstimation`` + ``AutoImageProcessor``."""
+
+    def __init__(self, name: str, device: str = "cpu"):
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+        source, is_local = resolve_source(name, "depth model")
+        self.name = name
+        self.processor = load_pretrained(AutoImageProcessor, source, is_local, "depth model")
+        self.model = load_pretrained(AutoModelForDepthEstimation, source, is_local, "depth model")
+        self.model.eval().to(device)
+        self.device = device
+        self.kind = depth_kind(self.model.config)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float RGB in [0, 1] -> (H, W) float32 raw prediction (disparity or metric depth, per ``kind``)."""
+        import torch
+        import torch.nn.functional as F
+
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be (H, W, 3), got {image.shape}")
+        h, w = image.shape[:2]
+        pixels = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+        inputs = self.processor(images=pixels, return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model(**inputs).predicted_depth  # [1, h', w'] (or [1, 1, h', w'])
+        out = out.reshape(1, 1, *out.shape[-2:]).float()
+        out = F.interpolate(out, size=(h, w), mode="bicubic", align_corners=False)
+        return out[0, 0].cpu().numpy().astype(np.float32)
