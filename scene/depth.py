@@ -59,7 +59,9 @@ def detect_sky(image: np.ndarray) -> np.ndarray:
 
     A pixel is sky-like when it is blue (or bright and grey: clouds) and smooth. The sky is the union
     of the sky-like components that touch the top edge; in each column it runs from the top edge down
-    to their lowest pixel (so clouds inside the sky are sky, objects below it never are).
+    to their lowest pixel (so clouds inside the sky are sky, objects below it never are). Limits: sky
+    cut off from the top edge by textured clouds is missed (it gets the depth of distant land), and
+    smooth bluish mountains touching the sky may be taken for it.
     """
     rgb = _check_image(image)
     h, w = rgb.shape[:2]
@@ -136,7 +138,8 @@ def depth_from_prediction(prediction: np.ndarray, kind: str, image: np.ndarray) 
 
     ``kind`` "disparity" (relative models: DPT, Depth Anything): the sky is where the disparity is
     below 2% of its 99th percentile, depth = 1 / disparity elsewhere. "metric" (ZoeDepth, metric Depth
-    Anything): the sky is the colour-detected sky that the model also puts beyond its median depth.
+    Anything): the sky is the colour-detected sky that the model also puts beyond half its far range
+    (99th percentile).
     Either way the result goes through :func:`normalise_depth`.
     """
     pred = np.asarray(prediction, np.float64)
@@ -147,8 +150,8 @@ def depth_from_prediction(prediction: np.ndarray, kind: str, image: np.ndarray) 
             depth = np.where(sky, np.inf, 1.0 / pred)
     elif kind == "metric":
         finite = np.isfinite(pred)
-        median = np.median(pred[finite]) if finite.any() else 0.0
-        sky = detect_sky(image) & (pred > median)
+        far = np.percentile(pred[finite], 99) if finite.any() else 0.0
+        sky = detect_sky(image) & (pred > 0.5 * far)
         depth = pred
     else:
         raise ValueError(f"kind must be 'disparity' or 'metric', got {kind!r}")
