@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 from scene.camera_paths import DEFAULT_PATHS, PRESETS, CameraPath, load_camera_path, resolve_presets
 from scene.manifest import StageRun, check_writable, require_stage
 from scene.paths import ScenePaths
-from scene.render_video import LoopModel, RenderOptions, parse_resolution, render_videos, resolve_device
+from scene.render_video import GIF_MAX_WIDTH, LoopModel, RenderOptions, parse_resolution, render_videos, resolve_device
 from utils.cli import make_parser, run_main
 from utils.console import info
 from utils.errors import UserError
@@ -46,7 +46,7 @@ def _parser():
     add("--loops", type=int, default=1, help="scene loops per video (default 1); frames = loops x frames per loop")
     add("--fps", type=float, default=30.0, help="video frame rate (default 30)")
     add("--resolution", default=None, help="WIDTHxHEIGHT or a scale of the photo's size (default: the photo's size)")
-    add("--gif", action="store_true", help=f"also write <path>.gif (at most {480} pixels wide)")
+    add("--gif", action="store_true", help=f"also write <path>.gif (at most {GIF_MAX_WIDTH} pixels wide)")
     add("--save_frames", action="store_true", help="also write every frame as PNG under video/frames/<path>/")
     add("--export_ply", action="store_true", help="also write one standard 3DGS PLY per loop frame under video/ply/")
     add("--background", default="black", help="black, white or R,G,B in [0, 1] (default black)")

@@ -9,11 +9,13 @@ Targets (issue 8): GPU, mom_scene_0 at 1280x720: >= 300 FPS rasterization and ev
 in <= 30 s in total; this machine: <= 2 s per 640x360 frame. Synthetic scenes are tests/loop_fixtures.py's
 stand-in (random Gaussians filling the view at depths 2..10, a third of them swaying, SH degree 3).
 Prints a Markdown table; "total" is bake + rasterization + encoding of all videos (written to a temporary
-folder), "ms/frame" and "FPS" are rasterization only (after one untimed warm-up frame on CUDA).
+folder), "ms/frame" and "FPS" are rasterization only (after one untimed warm-up frame on CUDA); medians over
+--repeats runs.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import time
@@ -34,17 +36,21 @@ from utils.cli import make_parser, run_main
 HEADER = "| scene | Gaussians | device | backend | size | paths x frames | ms/frame | FPS | bake s | total s |"
 
 
-def _row(name: str, model: LoopModel, options: RenderOptions, device: torch.device) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        summary = render_videos(model, Path(tmp), options, device)
-        total = time.perf_counter() - start
+def _row(name: str, model: LoopModel, options: RenderOptions, device: torch.device, repeats: int = 1) -> str:
+    """One table row: medians over ``repeats`` full runs (bake + render + encode into a temporary folder)."""
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            summary = render_videos(model, Path(tmp), options, device)
+            runs.append((summary, time.perf_counter() - start))
+    summary = runs[0][0]
+    ms = statistics.median(1000.0 * s.raster_s / s.frames for s, _ in runs)
     w, h = summary.size
-    ms = 1000.0 * summary.raster_s / summary.frames
     return (
         f"| {name} | {summary.n_gaussians} | {device} | {options.backend} | {w}x{h} | "
-        f"{len(summary.results)} x {summary.results[0].frames} | {ms:.1f} | {summary.render_fps:.1f} | "
-        f"{summary.bake_s:.2f} | {total:.2f} |"
+        f"{len(summary.results)} x {summary.results[0].frames} | {ms:.1f} | {1000.0 / ms:.1f} | "
+        f"{statistics.median(s.bake_s for s, _ in runs):.2f} | {statistics.median(t for _, t in runs):.2f} |"
     )
 
 
@@ -58,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loops", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat"))
+    parser.add_argument("--repeats", type=int, default=1, help="runs per row (medians are reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -70,11 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from scene.gaussian_model import load_trained
 
         scene = ScenePaths(folder)
-        rows.append(_row(scene.root.name, load_trained(scene, device=device), options, device))
+        rows.append(_row(scene.root.name, load_trained(scene, device=device), options, device, args.repeats))
         print(rows[-1], flush=True)
     for n in args.gaussians:
         model = StandInLoop(n_gaussians=n, width=size[0], height=size[1], n_frames=args.frames, sh_degree=3)
-        rows.append(_row(f"synthetic {n}", model, options, device))
+        rows.append(_row(f"synthetic {n}", model, options, device, args.repeats))
         print(rows[-1], flush=True)
     print()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads" + (
