@@ -328,3 +328,16 @@ def test_trained_scene_renders_identically_twice(trained, tmp_path):
         for png in sorted((scene.video_dir / "frames" / name).glob("*.png")):
             again = copy / "video" / "frames" / name / png.name
             assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(again)))
+
+
+@pytest.mark.gpu
+def test_gpu_videos(tmp_path):
+    """The whole render on CUDA (gsplat): frame counts and sizes at 1280x720, all default paths."""
+    from scene.camera_paths import DEFAULT_PATHS
+
+    model = StandInLoop(n_gaussians=20000, width=1280, height=720, n_frames=6, sh_degree=3)
+    options = RenderOptions(paths=tuple(PRESETS[n] for n in DEFAULT_PATHS), size=(1280, 720))
+    summary = render_videos(model, tmp_path, options, "cuda")
+    for name in DEFAULT_PATHS:
+        assert read_video(tmp_path / f"{name}.mp4").shape == (6, 720, 1280, 3)
+    assert summary.render_fps > 0
