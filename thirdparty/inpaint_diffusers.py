@@ -7,6 +7,8 @@ depth backend (:mod:`thirdparty.depth_transformers`). Lazy imports: ``diffusers`
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from thirdparty.depth_transformers import load_pretrained, resolve_source
@@ -38,15 +40,17 @@ class DiffusersInpainter:
             raise ValueError(f"steps must be >= 1 and size >= 8, got {steps}, {size}")
         source, is_local = resolve_source(name, "inpainting model")
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
-        self.pipe = load_pretrained(
-            StableDiffusionInpaintPipeline,
-            source,
-            is_local,
-            "inpainting model",
-            torch_dtype=dtype,
-            safety_checker=None,
-            requires_safety_checker=False,
-        )
+        with warnings.catch_warnings():  # newer diffusers renamed torch_dtype; older ones know only it
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            self.pipe = load_pretrained(
+                StableDiffusionInpaintPipeline,
+                source,
+                is_local,
+                "inpainting model",
+                torch_dtype=dtype,
+                safety_checker=None,
+                requires_safety_checker=False,
+            )
         self.pipe.to(device)
         self.pipe.set_progress_bar_config(disable=True)
         self.name, self.device, self.steps, self.prompt, self.seed, self.size = name, device, steps, prompt, seed, size
