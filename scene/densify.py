@@ -155,8 +155,8 @@ def _prune(model: TrainableGaussians, optimizer, cfg: DensifyConfig) -> int:
 
 
 def reset_opacity(model: TrainableGaussians, optimizer, cfg: DensifyConfig) -> None:
-    """Clamp opacities to twice the prune threshold (3DGS's reset), zeroing their Adam moments."""
-    ceiling = min(2 * cfg.prune_opacity, 0.5)
+    """Clamp opacities to twice the prune threshold (at least 0.01, as 3DGS), zeroing their Adam moments."""
+    ceiling = min(max(2 * cfg.prune_opacity, 0.01), 0.5)
     logit = math.log(ceiling / (1 - ceiling))
     src = torch.arange(len(model), device=model.opacity_logits.device)
     _edit(

@@ -1,0 +1,205 @@
+"""train_4DGS end to end on a tiny consistent stage-1 scene (tests/fourdgs_fixture.py), on the CPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from scene.gaussian_model import load_trained
+from scene.manifest import read_manifest
+from scene.paths import ScenePaths
+from scene.train_config import config_from_dict, preset
+from scene.trainer import latest_checkpoint, load_data, render_at, train
+from tests.conftest import PYTHON, ROOT
+from tests.fourdgs_fixture import make_stage1_scene
+from utils.errors import UserError
+
+W, H, N_FRAMES = 48, 32, 8
+# Small enough to train in about half a minute on a shared 2-core CPU.
+TINY = {
+    "resolution": 0,
+    "max_points": 500,
+    "coarse_iterations": 20,
+    "fine_iterations": 20,
+    "densify_from": 15,
+    "densify_every": 10,
+    "checkpoint_every": 10,
+    "preview_every": 40,
+    "log_every": 10,
+    "grid_resolution": 6,
+    "time_resolution": 6,
+    "grid_features": 4,
+    "mlp_width": 8,
+    "max_gaussians": 1500,
+    "lr_sh": 1e-2,
+}
+
+
+def tiny_config(**overrides):
+    return preset("cpu", **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory) -> ScenePaths:
+    return make_stage1_scene(tmp_path_factory.mktemp("fourdgs") / "scene", W, H, N_FRAMES)
+
+
+def _copy(scene: ScenePaths, dest) -> ScenePaths:
+    shutil.copytree(scene.root, dest)
+    return ScenePaths(dest)
+
+
+@pytest.fixture(scope="module")
+def trained(stage1, tmp_path_factory):
+    scene = _copy(stage1, tmp_path_factory.mktemp("trained") / "scene")
+    metrics = train(scene, tiny_config())
+    return scene, metrics
+
+
+def _untrained_psnr(scene: ScenePaths) -> float:
+    """Mean PSNR of the initial Gaussians (before any step) over the training images."""
+    from scene.trainer import build_model, evaluate
+
+    cfg = tiny_config()
+    data = load_data(scene, cfg, torch.device("cpu"))
+    model = build_model(scene, cfg, data, torch.device("cpu"))
+    return evaluate(model.export(), data, data.views + data.frames, "torch")
+
+
+def test_training_decreases_loss_and_reaches_psnr(trained):
+    scene, metrics = trained
+    curve = np.array(metrics["loss_curve"])  # [iteration, smoothed loss, smoothed PSNR] every 10 iterations
+    assert curve[1, 1] < curve[0, 1] and curve[3, 1] < curve[2, 1], curve  # within the coarse and the fine stage
+    # The targets are renders of Gaussians on EVERY pixel; the model starts from a random third of the
+    # 1536 points (about 22 dB: gaps and wrong sizes) and has 40 steps to fill the gaps. 25 dB and a
+    # 3 dB gain need a working optimizer, densification and motion; this setup reaches about 27.5 dB.
+    start = _untrained_psnr(scene)
+    assert metrics["psnr_train"] >= 25.0 and metrics["psnr_train"] > start + 3, (start, metrics["psnr_train"])
+    assert metrics["psnr_heldout"] >= 25.0  # video frames never trained on, at their own loop times
+    assert metrics["n_frames"] == N_FRAMES and metrics["iterations"] == 40
+
+
+def test_outputs_layout_and_manifest(trained):
+    scene, metrics = trained
+    g = scene.gaussians
+    assert g.ply(40).is_file() and g.deformation(40).is_file() and g.deformation_json(40).is_file()
+    assert config_from_dict(json.loads(g.config.read_text())) == tiny_config()
+    assert json.loads(g.metrics.read_text())["psnr_train"] == pytest.approx(metrics["psnr_train"])
+    assert any(g.previews_dir.glob("*.png"))
+    manifest = read_manifest(scene, "gaussians")
+    assert manifest is not None and "point_cloud/iteration_40/point_cloud.ply" in "".join(manifest["outputs"])
+
+
+def test_ply_round_trips_through_plyfile_with_standard_names(trained):
+    from plyfile import PlyData
+
+    scene, metrics = trained
+    v = PlyData.read(str(scene.gaussians.ply(40)))["vertex"]
+    names = [p.name for p in v.properties]
+    expected = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
+    expected += [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
+    assert names == expected  # SH degree 0: no f_rest
+    assert len(v.data) == metrics["n_gaussians"]
+    model = load_trained(scene)
+    assert np.allclose(np.stack([v["x"], v["y"], v["z"]], 1), model.canonical.means.numpy())
+    assert np.allclose(1 / (1 + np.exp(-v["opacity"])), model.canonical.opacities.numpy(), atol=1e-6)
+
+
+def test_trained_model_loops_exactly_and_static_points_stay(trained):
+    scene, _ = trained
+    model = load_trained(scene)
+    a, b = model.at_time(0.0), model.at_time(1.0)
+    assert all(torch.equal(u, v) for u, v in zip(a.tensors(), b.tensors()))
+    static = torch.ones(len(model.canonical), dtype=torch.bool)
+    static[model.moving_idx] = False
+    assert static.any() and (~static).any()
+    for t in np.linspace(0, 1, 7):
+        p = model.at_time(float(t))
+        for u, v in zip(p.tensors(), model.canonical.tensors()):
+            assert torch.equal(u[: len(static)][static], v[static])
+    assert model.n_frames == N_FRAMES and model.cameras and model.cameras[0].width == W
+
+
+def test_save_then_load_renders_identically(trained, stage1):
+    scene, _ = trained
+    data = load_data(scene, tiny_config(), torch.device("cpu"))
+    loaded = load_trained(scene)
+    # Rebuild "the model in memory" from the checkpoint of the last iteration and export it.
+    from scene.trainer import build_model, load_checkpoint
+
+    cfg = tiny_config()
+    model = build_model(scene, cfg, data, torch.device("cpu"))
+    load_checkpoint(
+        latest_checkpoint(scene.gaussians.checkpoints_dir), model, cfg, torch.Generator(), torch.device("cpu")
+    )
+    memory = model.export()
+    for t in (0.0, 0.4):
+        with torch.no_grad():
+            a = render_at(memory, data, [0, 1], t, 0, fine=True, backend="torch").rgb
+            b = render_at(loaded, data, [0, 1], t, 0, fine=True, backend="torch").rgb
+        assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+
+
+def test_resume_after_interruption(stage1, tmp_path):
+    scene = _copy(stage1, tmp_path / "scene")
+    cfg = tiny_config(coarse_iterations=10, fine_iterations=10, checkpoint_every=100, preview_every=0)
+    assert train(scene, tiny_config(**{**cfg.to_dict(), "stop_after": 7})) is None
+    ckpt = latest_checkpoint(scene.gaussians.checkpoints_dir)
+    assert ckpt is not None and json.loads(ckpt.read_text())["iteration"] == 7
+    assert read_manifest(scene, "gaussians") is None  # not complete
+    metrics = train(scene, cfg)
+    assert metrics is not None and metrics["iterations"] == 20
+    assert metrics["loss_curve"][0][0] == 10  # the curve of the first run was carried over
+    assert read_manifest(scene, "gaussians") is not None
+
+
+def test_nan_loss_names_the_last_checkpoint(stage1, tmp_path, monkeypatch):
+    import scene.trainer as trainer
+
+    scene = _copy(stage1, tmp_path / "scene")
+    real, calls = trainer.photometric_loss, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 6 else loss
+
+    monkeypatch.setattr(trainer, "photometric_loss", poisoned)
+    with pytest.raises(UserError, match=r"iteration 7.*iter_000005\.json") as err:
+        train(scene, tiny_config(coarse_iterations=10, fine_iterations=0, checkpoint_every=5, preview_every=0))
+    assert "lower the learning rates" in str(err.value)
+
+
+def test_load_trained_without_training_says_what_to_run(stage1):
+    with pytest.raises(UserError, match=r"run python train_4DGS\.py --input_dir"):
+        load_trained(stage1)
+
+
+def _cli(*args):
+    return subprocess.run(
+        [PYTHON, str(ROOT / "train_4DGS.py"), *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_cli_refuses_bad_options_and_missing_stage(tmp_path, stage1):
+    bad = _cli("--input_dir", str(stage1.root), "--flow_scale", "-1", "--device", "cpu")
+    assert bad.returncode == 2 and "flow_scale must be >= 0" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    nan = _cli("--input_dir", str(stage1.root), "--flow_scale", "nan", "--device", "cpu")
+    assert nan.returncode == 2 and "finite" in nan.stderr
+    (tmp_path / "empty").mkdir()
+    missing = _cli("--input_dir", str(tmp_path / "empty"), "--device", "cpu")
+    assert missing.returncode == 2 and "train_motion.py" in missing.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_training_matches_quality(stage1, tmp_path):
+    scene = _copy(stage1, tmp_path / "scene")
+    metrics = train(scene, tiny_config(device="cuda"))
+    assert metrics["psnr_train"] >= 26.0
+    model = load_trained(scene, device="cuda")
+    assert model.at_time(0.5).means.is_cuda
