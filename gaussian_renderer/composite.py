@@ -15,7 +15,6 @@ of storing [P, K] intermediates, so memory does not grow with the number of tile
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +25,6 @@ from .tiles import TileLists
 
 MAX_ALPHA = 0.999  # gsplat 1.5.3 clamps alpha here (the original 3DGS used 0.99)
 T_MIN = 1e-4  # early termination: stop before transmittance would fall to <= T_MIN
-LOG_T_MIN = math.log(T_MIN)
 # Tiles x pixels x Gaussians evaluated at once: bounds memory (~10 float temporaries of this size) while
 # keeping the Python loop short. GPUs get a larger budget because kernel launches dominate there.
 ELEMENT_BUDGET = {"cpu": 1 << 21, "cuda": 1 << 25}
@@ -114,12 +112,15 @@ def _coefficients(g: _Local) -> Tensor:
 
 @dataclass
 class _Fwd:
-    expo: Tensor  # exp(-sigma)                     [B, P, K]
-    raw: Tensor  # opacity * exp(-sigma)            [B, P, K]
-    alpha: Tensor  # clamped, thresholded, kept      [B, P, K]
-    keep: Tensor  # contributes (before termination) [B, P, K]
-    weight: Tensor  # alpha * T_before               [B, P, K]
-    log_t: Tensor  # log final transmittance         [B, P]
+    """Per-batch compositing state, all [B, P, K] except ``t_final`` [B, P]."""
+
+    expo: Tensor  # exp(-sigma)
+    raw: Tensor  # opacity * exp(-sigma), before the MAX_ALPHA clamp
+    alpha: Tensor  # clamped alpha, 0 where skipped (< 1/255) or after termination
+    one_minus: Tensor  # 1 - alpha (>= 1 - MAX_ALPHA)
+    t_before: Tensor  # transmittance in front of each Gaussian
+    weight: Tensor  # alpha * t_before
+    t_final: Tensor  # transmittance behind the last contributing Gaussian
 
 
 def _forward_batch(basis: Tensor, g: _Local) -> _Fwd:
@@ -128,13 +129,15 @@ def _forward_batch(basis: Tensor, g: _Local) -> _Fwd:
     raw = expo * g.op[:, None, :]
     alpha = raw.clamp_max(MAX_ALPHA)
     alpha = alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
-    log1m = torch.log1p(-alpha)
-    cums = torch.cumsum(log1m, dim=-1)  # log transmittance after each Gaussian
-    keep = cums > LOG_T_MIN
-    alpha = alpha.masked_fill_(~keep, 0.0)
-    weight = alpha * torch.exp(cums - log1m)
-    log_t = cums.masked_fill_(~keep, 0.0).amin(dim=-1)
-    return _Fwd(expo=expo, raw=raw, alpha=alpha, keep=keep, weight=weight, log_t=log_t)
+    # Sequential product, as gsplat's per-pixel loop: T after each Gaussian.
+    t_after = torch.cumprod(1.0 - alpha, dim=-1)
+    stop = t_after <= T_MIN  # a prefix of False then all True (T never increases)
+    alpha = alpha.masked_fill_(stop, 0.0)
+    one_minus = 1.0 - alpha
+    t_before = t_after.div_(one_minus)  # exact for kept entries; unused where alpha == 0
+    t_final = (t_before * one_minus).masked_fill_(stop, 1.0).amin(dim=-1)
+    weight = alpha * t_before
+    return _Fwd(expo, raw, alpha, one_minus, t_before, weight, t_final)
 
 
 def _local_grads(g: _Local, mom: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -171,22 +174,24 @@ class _Composite(torch.autograd.Function):
         pixels = tl.tile_size**2
         basis = _pixel_basis(tl.tile_size, means2d.dtype, means2d.device)
         acc = torch.zeros(n_tiles, pixels, colors.shape[-1], dtype=colors.dtype, device=colors.device)
-        log_t = torch.zeros(n_tiles, pixels, dtype=colors.dtype, device=colors.device)
+        trans = torch.ones(n_tiles, pixels, 1, dtype=colors.dtype, device=colors.device)
         batches = _plan_batches(tl, pixels)
+        gathered = []  # small [B, K] per batch, reused by the backward pass
         for batch in batches:
             g = _gather(batch, tl, means2d, conics, opacities)
+            col = colors[batch.gids]
             f = _forward_batch(basis, g)
-            acc[batch.tiles] = torch.matmul(f.weight, colors[batch.gids])
-            log_t[batch.tiles] = f.log_t
+            acc[batch.tiles] = torch.matmul(f.weight, col)
+            trans[batch.tiles] = f.t_final[..., None]
+            gathered.append((g, col))
         ctx.save_for_backward(means2d, conics, colors, opacities)
-        ctx.geometry = (tl, batches, n_cams, width, height)
-        trans = torch.exp(log_t)[..., None]
+        ctx.geometry = (tl, batches, gathered)
         return _from_tiles(acc, tl, n_cams, width, height), _from_tiles(trans, tl, n_cams, width, height)[..., 0]
 
     @staticmethod
     def backward(ctx, grad_acc, grad_trans):
         means2d, conics, colors, opacities = ctx.saved_tensors
-        tl, batches, _, _, _ = ctx.geometry
+        tl, batches, gathered = ctx.geometry
         basis = _pixel_basis(tl.tile_size, means2d.dtype, means2d.device)
         g_acc_t = _to_tiles(grad_acc.contiguous(), tl)
         g_t_t = _to_tiles(grad_trans[..., None].contiguous(), tl)[..., 0]
@@ -194,20 +199,17 @@ class _Composite(torch.autograd.Function):
         g_conics = torch.zeros_like(conics)
         g_colors = torch.zeros_like(colors)
         g_opac = torch.zeros_like(opacities)
-        for batch in batches:
-            g = _gather(batch, tl, means2d, conics, opacities)
+        for batch, (g, col) in zip(batches, gathered):
             f = _forward_batch(basis, g)
-            col = colors[batch.gids]  # [B, K, D]
             ga = g_acc_t[batch.tiles]  # [B, P, D]
-            trans_final = torch.exp(f.log_t)
-            gt = g_t_t[batch.tiles] * trans_final  # dL/dT_final * T_final, [B, P]
+            gt = g_t_t[batch.tiles] * f.t_final  # dL/dT_final * T_final, [B, P]
             gc = torch.matmul(ga, col.transpose(1, 2))  # [B, P, K]: dL/dacc . colour
             wgc = f.weight * gc
             behind = wgc.sum(-1, keepdim=True) - torch.cumsum(wgc, dim=-1)  # sum over later Gaussians
-            t_before = f.weight / f.alpha.clamp_min(ALPHA_THRESHOLD)
-            d_alpha = t_before * gc - (behind + gt[..., None]) / (1.0 - f.alpha)
-            active = f.keep & (f.alpha > 0) & (f.raw <= MAX_ALPHA)
-            d_alpha = d_alpha.masked_fill_(~active, 0.0)
+            d_alpha = f.t_before * gc - (behind + gt[..., None]) / f.one_minus
+            # No gradient through skipped/terminated entries or the MAX_ALPHA clamp (as gsplat).
+            inactive = (f.alpha == 0) | (f.raw > MAX_ALPHA)
+            d_alpha = d_alpha.masked_fill_(inactive, 0.0)
             d_op = (d_alpha * f.expo).sum(dim=1)  # [B, K]
             d_sigma = d_alpha.mul_(f.raw).neg_()
             mom = torch.matmul(basis.t(), d_sigma)  # [B, 6, K]
