@@ -146,7 +146,11 @@ class TrainableGaussians(nn.Module):
         )
 
     def moving_idx(self) -> Tensor:
-        return self.moving.nonzero().squeeze(1)
+        """[M] rows of the moving Gaussians (cached: it needs a host sync)."""
+        cached = getattr(self, "_moving_idx", None)
+        if cached is None or cached[0] is not self.moving:
+            self._moving_idx = (self.moving, self.moving.nonzero().squeeze(1))
+        return self._moving_idx[1]
 
     def at(self, t: float, use_field: bool = True) -> GaussianParams:
         """Gaussians at loop time ``t`` (differentiable); ``use_field=False`` = the motion prior alone."""

@@ -11,6 +11,7 @@ re-running the same command resumes from the latest one whose config and stage-1
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -393,74 +394,64 @@ class RunState:
     last_checkpoint: Path | None
 
 
-def _check_finite(loss: Tensor, it: int, run: RunState) -> None:
-    if bool(torch.isfinite(loss.detach())):
+def _check_finite(value: float, it: int, run: RunState) -> None:
+    if math.isfinite(value):
         return
-    where = (
-        f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint else "no checkpoint was written yet"
-    )
+    where = f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint else "no checkpoint was written yet"
     raise NonFiniteLoss(
-        f"the loss became {float(loss.detach())} at iteration {it}; {where}",
+        f"the loss became {value} at iteration {it}; {where}",
         "lower the learning rates (e.g. --lr_means, --lr_grid) and re-run: it resumes from that checkpoint",
     )
 
 
-def train_loop(
-    model,
-    optimizer,
-    dstate,
-    data: TrainData,
-    cfg: TrainConfig,
-    gen,
-    run: RunState,
-    out_dir: Path,
-    meta: dict,
-    backend: str,
-) -> bool:
+def train_step(model, optimizer, dstate, dcfg, data: TrainData, cfg: TrainConfig, gen, it: int, backend: str, run: RunState):
+    """One iteration: draw an image, render, loss, backward, densification statistics, Adam, refinement.
+
+    Returns (loss value, render, target). The loss value is the one host sync of the step; it is checked
+    for NaN/inf before any parameter changes.
+    """
+    fine = it > cfg.coarse_iterations and cfg.flow_scale > 0
+    set_learning_rates(optimizer, cfg, it)
+    sample = draw_sample(data, cfg, fine, gen)
+    out = render_at(model, data, [sample.cam], sample.t, model.sh_degree, fine=fine, backend=backend)
+    target = sample.image[None].float() / 255
+    weight = sample.weight[None] if sample.weight is not None else None
+    loss = photometric_loss(out.rgb, target, cfg.lambda_dssim, weight)
+    if fine:
+        loss = loss + model.field.regularization(cfg.plane_tv_weight, cfg.time_smoothness_weight)
+    value = float(loss.detach())
+    _check_finite(value, it, run)
+    loss.backward()
+    with torch.no_grad():
+        if dcfg.start <= it < dcfg.stop:
+            densify.update_state(dstate, out, model.rendered_rows(), data.width, data.height)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        densify.step(model, optimizer, dstate, dcfg, it)
+    return value, out, target
+
+
+def train_loop(model, optimizer, dstate, data: TrainData, cfg: TrainConfig, gen, run: RunState, out_dir: Path, meta: dict, backend: str) -> bool:
     """Iterate from ``run.iteration`` to the end; returns False when stopped early by ``stop_after``."""
     dcfg = densify_config(cfg)
     bar = _Progress(cfg.total_iterations, run.iteration)
-    started = run.iteration
-    ema_loss = ema_psnr = None
+    started, ema = run.iteration, None
     try:
         for it in range(run.iteration + 1, cfg.total_iterations + 1):
-            fine = it > cfg.coarse_iterations and cfg.flow_scale > 0
-            set_learning_rates(optimizer, cfg, it)
-            sample = draw_sample(data, cfg, fine, gen)
-            out = render_at(model, data, [sample.cam], sample.t, model.sh_degree, fine=fine, backend=backend)
-            target = sample.image[None].float() / 255
-            weight = sample.weight[None] if sample.weight is not None else None
-            loss = photometric_loss(out.rgb, target, cfg.lambda_dssim, weight)
-            if fine:
-                loss = loss + model.field.regularization(cfg.plane_tv_weight, cfg.time_smoothness_weight)
-            _check_finite(loss, it, run)
-            loss.backward()
-            with torch.no_grad():
-                if dcfg.start <= it < dcfg.stop:
-                    densify.update_state(dstate, out, model.rendered_rows(), data.width, data.height)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                densify.step(model, optimizer, dstate, dcfg, it)
-            value, p = float(loss.detach()), psnr(out.rgb, target)
-            ema_loss = value if ema_loss is None else 0.9 * ema_loss + 0.1 * value
-            ema_psnr = p if ema_psnr is None else 0.9 * ema_psnr + 0.1 * p
+            value, out, target = train_step(model, optimizer, dstate, dcfg, data, cfg, gen, it, backend, run)
+            ema = value if ema is None else 0.9 * ema + 0.1 * value
             run.iteration = it
+            fine = it > cfg.coarse_iterations and cfg.flow_scale > 0
             if it % cfg.log_every == 0 or it == cfg.total_iterations:
-                run.losses.append([it, round(ema_loss, 6), round(ema_psnr, 3)])
-                stage = "fine" if fine else "coarse"
-                bar.update(it, f"{stage} loss {ema_loss:.4f} PSNR {ema_psnr:.2f} dB n={len(model)}")
+                p = psnr(out.rgb, target)
+                run.losses.append([it, round(ema, 6), round(p, 3)])
+                bar.update(it, f"{'fine' if fine else 'coarse'} loss {ema:.4f} PSNR {p:.2f} dB n={len(model)}")
             if cfg.preview_every and it % cfg.preview_every == 0:
                 write_preview(out_dir / "previews" / f"iter_{it:06d}.png", model, data, backend, fine)
-            stop = cfg.stop_after and it - started >= cfg.stop_after
+            stop = bool(cfg.stop_after) and it - started >= cfg.stop_after
             if it % cfg.checkpoint_every == 0 or it == cfg.coarse_iterations or stop:
-                run.last_checkpoint = save_checkpoint(
-                    out_dir / "checkpoints",
-                    model,
-                    optimizer,
-                    dstate,
-                    gen,
-                    {**meta, "iteration": it, "losses": run.losses},
-                )
+                ckpt_meta = {**meta, "iteration": it, "losses": run.losses}
+                run.last_checkpoint = save_checkpoint(out_dir / "checkpoints", model, optimizer, dstate, gen, ckpt_meta)
             if stop:
                 return False
     finally:
