@@ -57,12 +57,14 @@ class MotionConfig:
     inpaint_model: str | None = None  # local folder or hub id of a diffusers SD inpainting pipeline
     inpaint_steps: int = 25
     inpaint_prompt: str | None = None
+    inpaint_size: int = 512  # the learned inpainter works at this longer side (pixels, multiple of 8)
     resolution: str | None = None  # None = the photo's size; "N" = longest side N; "WxH" = exactly
     n_views: int = 25
     view_span: float = 1.0  # scales every angle of the view set (1.0 = the paper's)
     pivot_depth: float = 4.3  # scene units: centre of the orbit views
     fov: float | None = None  # vertical FOV in degrees; None = 582.69 px * H / 512
     device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
     seed: int = 0
 
 
@@ -107,6 +109,12 @@ def add_part1_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inpaint_steps", type=int, default=d.inpaint_steps, help="diffusion steps per view")
     parser.add_argument("--inpaint_prompt", default=None, help="text prompt of the learned inpainter")
     parser.add_argument(
+        "--inpaint_size",
+        type=int,
+        default=d.inpaint_size,
+        help="longer side in pixels at which the learned inpainter runs (512 for SD 1.5/2)",
+    )
+    parser.add_argument(
         "--resolution",
         default=None,
         help="working size: N = longest side N pixels (never upscaled), or WxH; default: the photo's",
@@ -121,6 +129,12 @@ def add_part1_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pivot_depth", type=float, default=d.pivot_depth, help="orbit centre, scene units")
     parser.add_argument("--fov", type=float, default=None, help="vertical field of view in degrees (default ~47.4)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=d.threads,
+        help="CPU threads for torch (0 = default; 1 is faster on a busy machine)",
+    )
     parser.add_argument("--seed", type=int, default=d.seed)
 
 
@@ -166,8 +180,12 @@ def check_config(config: MotionConfig) -> None:
         raise UserError(f"--pivot_depth {config.pivot_depth} must be positive", "use e.g. 4.3")
     if config.inpaint_steps < 1:
         raise UserError("--inpaint_steps must be at least 1", "use e.g. 25")
+    if not 8 <= config.inpaint_size <= 2048:
+        raise UserError(f"--inpaint_size {config.inpaint_size} is out of range", "use 8 to 2048 (512 for SD 2)")
     if config.fov is not None and not 10.0 <= config.fov <= 150.0:
         raise UserError(f"--fov {config.fov} is out of range", "use 10 to 150 degrees")
+    if config.threads < 0:
+        raise UserError(f"--threads {config.threads} is negative", "use 0 (default) or a positive count")
     if config.inpaint == "model" and not config.inpaint_model:
         raise UserError("--inpaint model needs a model", "add --inpaint_model PATH_OR_HUB_ID, or use --inpaint opencv")
 
@@ -211,7 +229,12 @@ def make_inpainter(config: MotionConfig, device: str):
 
     try:
         model = DiffusersInpainter(
-            config.inpaint_model, device, config.inpaint_steps, config.inpaint_prompt or DEFAULT_PROMPT, config.seed
+            config.inpaint_model,
+            device,
+            config.inpaint_steps,
+            config.inpaint_prompt or DEFAULT_PROMPT,
+            config.seed,
+            config.inpaint_size,
         )
     except ModelUnavailable as exc:
         if config.inpaint == "model":
@@ -225,26 +248,31 @@ def make_inpainter(config: MotionConfig, device: str):
 
 
 def write_views(out: MotionPaths, part1: Part1) -> None:
-    """depth.npy/png, cameras.json, views/NN*, points.ply, views.png (PNG encoding in a few threads)."""
+    """depth.npy/png, cameras.json, views/NN*, points.ply, views.png.
+
+    PNGs are written with fast zlib settings (level 1) in a few threads: zlib releases the GIL.
+    """
     from scene.depth import depth_preview
     from scene.multiview import contact_sheet
 
     write_npy(out.depth, part1.depth.astype(np.float32))
-    write_png(out.depth_preview, depth_preview(part1.depth))
+    write_png(out.depth_preview, depth_preview(part1.depth), compress_level=1)
     write_cameras(out.cameras, part1.cameras)
     out.views_dir.mkdir(parents=True, exist_ok=True)
 
     def one(i: int) -> None:
         v = part1.views[i]
-        write_png(out.view_image(i), v.image)
+        write_png(out.view_image(i), v.image, compress_level=1)
         write_npy(out.view_depth(i), v.depth.astype(np.float32))
         write_mask(out.view_valid(i), v.valid)
         write_labels(out.view_regions(i), v.regions)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
+        cloud = pool.submit(lambda: write_points(out.points, part1.points.to_cloud()))
+        sheet = pool.submit(lambda: write_png(out.views_sheet, contact_sheet([v.image for v in part1.views])))
         list(pool.map(one, range(len(part1.views))))
-    write_points(out.points, part1.points.to_cloud())
-    write_png(out.views_sheet, contact_sheet([v.image for v in part1.views]))
+        cloud.result()
+        sheet.result()
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -277,7 +305,9 @@ def motion_part1(scene: ScenePaths, config: MotionConfig, run: StageRun, device:
         "inpaint": inpaint_name,
         "points": len(points.xyz),
         "points_from_photo": h * w,
+        "holes": [v.info["holes"] for v in views],
         "hole_fraction": [v.info["hole_fraction"] for v in views],
+        "photo_fraction": [v.info["photo_fraction"] for v in views],
     }
     return Part1(scene, photo, result.depth, regions, hints, scale, views, cameras, points, device)
 
@@ -296,6 +326,8 @@ def run_stage(config: MotionConfig) -> dict:
     check_writable(scene.root)
     check_config(config)
     device = pick_device(config.device)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     run = StageRun(scene, "motion", asdict(config), inputs=[scene.photo, scene.mask, scene.regions, scene.hints])
     try:

@@ -107,13 +107,16 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write an (H, W) or (H, W, 3) image, uint8 or float in [0, 1], as an 8-bit PNG."""
+def write_png(path: str | os.PathLike, image: np.ndarray, compress_level: int = 6) -> None:
+    """Write an (H, W) or (H, W, 3) image, uint8 or float in [0, 1], as an 8-bit PNG.
+
+    ``compress_level`` is zlib's 0-9: 1 writes ~5x faster than the default 6 for ~20% larger files.
+    """
     image = np.asarray(image)
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise ValueError(f"image must be (H, W) or (H, W, 3|4), got {image.shape}")
     with atomic_path(path) as tmp:
-        Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
+        Image.fromarray(to_uint8(image)).save(tmp, format="PNG", compress_level=compress_level)
 
 
 def load_image_any(path: Path) -> np.ndarray:

@@ -218,6 +218,7 @@ def make_view(points: Points, camera: Camera, index: int, inpaint: Inpainter) ->
         image = np.where(hole[..., None], painted, image)
     new = lift_hole_points(image, filled, regions, hole, camera, index, points.xyz.device)
     info = {
+        "holes": int(hole.sum()),  # pixels inpainted here = points this view adds
         "hole_fraction": round(float(hole.mean()), 5),
         "photo_fraction": round(float(out["photo"].float().mean()), 5),
     }
@@ -263,7 +264,7 @@ def build_views(
         raise TypeError(f"photo must be uint8 (H, W, 3), got {photo.dtype} {photo.shape}")
     points = photo_points(photo, depth, regions, cameras[0], device)
     first = View(cameras[0], photo, depth.astype(np.float32), np.ones(depth.shape, bool), regions.astype(np.int32))
-    first.info = {"hole_fraction": 0.0, "photo_fraction": 1.0}
+    first.info = {"holes": 0, "hole_fraction": 0.0, "photo_fraction": 1.0}
     views = [first]
     indices = range(1, len(cameras))
     for i in progress(indices, "views") if progress else indices:

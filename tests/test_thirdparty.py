@@ -226,4 +226,4 @@ def test_tiny_inpainter_in_build_views(tiny_inpaint, toy, offline):
     views, points = build_views(
         toy.image, depth, toy.regions, cams, DiffusersInpainter(str(tiny_inpaint), steps=1, size=32)
     )
-    assert len(views) == 3 and len(points.xyz) == h * w + sum(int((~v.valid).sum()) for v in views)
+    assert len(views) == 3 and len(points.xyz) == h * w + sum(v.info["holes"] for v in views)

@@ -1,0 +1,186 @@
+"""train_motion.py, part 1, end to end on tiny scenes: outputs, manifest, the part-2 hook, bad input, real scenes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import train_motion
+from scene.io import read_cameras, read_labels, read_mask, read_npy, read_points, read_rgb, to_uint8
+from scene.manifest import read_manifest, require_stage
+from scene.paths import ScenePaths
+from scene.procedural import save_scene
+from utils.cli import run_main
+
+
+def prepare(folder: Path, toy) -> Path:
+    """A scene folder with the toy photo + annotation, through generate_mask."""
+    from scripts.generate_mask import main as generate_mask
+
+    save_scene(toy, folder)
+    assert generate_mask(["--input_dir", str(folder)]) == 0
+    return folder
+
+
+def run(*args: str) -> int:
+    return run_main(train_motion.main, [*args, "--device", "cpu"])
+
+
+@pytest.fixture
+def scene_dir(tmp_path, toy) -> Path:
+    return prepare(tmp_path / "scene", toy)
+
+
+def test_end_to_end_outputs(scene_dir, toy):
+    assert run("--input_dir", str(scene_dir), "--n_views", "5") == 0
+    scene = ScenePaths(scene_dir)
+    out = scene.motion
+    h, w = toy.image.shape[:2]
+    photo = to_uint8(read_rgb(scene.photo))
+    depth = read_npy(out.depth, (h, w))
+    assert depth.min() > 0 and read_rgb(out.depth_preview).shape == (h, w, 3)
+    cams = read_cameras(out.cameras)
+    assert len(cams) == 5 and np.array_equal(cams[0].w2c, np.eye(4)) and (cams[0].width, cams[0].height) == (w, h)
+    for i in range(5):
+        image = to_uint8(read_rgb(out.view_image(i)))
+        valid = read_mask(out.view_valid(i))
+        assert image.shape == (h, w, 3) and read_npy(out.view_depth(i), (h, w)).min() > 0
+        assert read_labels(out.view_regions(i)).shape == (h, w) and valid.shape == (h, w)
+    assert np.array_equal(to_uint8(read_rgb(out.view_image(0))), photo)
+    assert read_mask(out.view_valid(0)).all() and np.array_equal(read_labels(out.view_regions(0)), toy.regions)
+    cloud = read_points(out.points)
+    manifest = require_stage(scene, "motion")
+    holes = manifest["info"]["views"]["holes"]
+    assert len(cloud) == h * w + sum(holes) > h * w  # the photo's points, then the inpainted ones
+    assert [int((cloud.view == i).sum()) for i in range(1, 5)] == holes[1:]
+    assert np.array_equal(cloud.view[: h * w], np.zeros(h * w)) and set(np.unique(cloud.view[h * w :])) <= {1, 2, 3, 4}
+    assert np.array_equal(cloud.rgb[: h * w], photo.reshape(-1, 3))
+    assert np.array_equal(cloud.region[: h * w], toy.regions.reshape(-1))
+    np.testing.assert_allclose(cloud.xyz[: h * w, 2], depth.reshape(-1), rtol=1e-6)
+    assert read_rgb(out.views_sheet).shape[2] == 3
+    assert manifest["info"]["views"]["points"] == len(cloud) and manifest["info"]["depth"]["method"] == "prior"
+    assert {"depth", "views", "write views", "total"} <= set(manifest["timings_s"])
+    assert not (scene_dir / ".motion.partial").exists()
+
+
+def test_part2_hook_is_called_inside_the_staged_folder(scene_dir, monkeypatch):
+    calls = []
+
+    def part2(out, part1, config, run_):
+        calls.append(out.dir)
+        assert out.dir.name == ".motion.partial" and out.view_image(1).is_file() and out.points.is_file()
+        assert len(part1.views) == len(part1.cameras) == 2 and part1.photo.shape == (*part1.depth.shape, 3)
+        assert len(part1.points.xyz) == int(np.prod(part1.depth.shape)) + part1.views[1].info["holes"]
+        assert read_manifest(ScenePaths(scene_dir), "motion") is None  # written only after the swap
+
+    monkeypatch.setattr(train_motion, "motion_part2", part2)
+    assert run("--input_dir", str(scene_dir), "--n_views", "2") == 0
+    assert len(calls) == 1 and (scene_dir / "motion" / "views" / "01.png").is_file()
+
+
+def test_rerun_replaces_outputs(scene_dir):
+    assert run("--input_dir", str(scene_dir), "--n_views", "3") == 0
+    assert run("--input_dir", str(scene_dir), "--n_views", "2") == 0
+    assert not (scene_dir / "motion" / "views" / "02.png").exists()
+    assert len(read_cameras(scene_dir / "motion" / "cameras.json")) == 2
+
+
+def test_resolution_option(scene_dir):
+    assert run("--input_dir", str(scene_dir), "--n_views", "2", "--resolution", "48") == 0
+    assert read_npy(scene_dir / "motion" / "depth.npy").shape == (32, 48)
+    assert run("--input_dir", str(scene_dir), "--n_views", "2", "--resolution", "40x30") == 0
+    assert read_labels(scene_dir / "motion" / "views" / "01_regions.png").shape == (30, 40)
+    assert train_motion.parse_resolution("4000", 96, 64) == (96, 64)  # never upscaled
+
+
+def one_line_error(capsys, code: int) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_missing_mask_stage_names_the_command(tmp_path, toy, capsys):
+    folder = save_scene(toy, tmp_path / "raw")
+    err = one_line_error(capsys, run("--input_dir", str(folder)))
+    assert "generate_mask.py" in err and str(folder) in err
+
+
+def test_bad_options_are_one_line(scene_dir, capsys, tmp_path):
+    missing = tmp_path / "ckpts" / "no-depth-model"
+    err = one_line_error(capsys, run("--input_dir", str(scene_dir), "--depth_model", str(missing)))
+    assert "no-depth-model does not exist" in err
+    err = one_line_error(capsys, run("--input_dir", str(scene_dir), "--inpaint", "model"))
+    assert "--inpaint_model" in err
+    err = one_line_error(capsys, run("--input_dir", str(scene_dir), "--resolution", "big"))
+    assert "--resolution" in err
+    err = one_line_error(capsys, run("--input_dir", str(scene_dir), "--n_views", "40"))
+    assert "--n_views" in err
+    if not torch.cuda.is_available():
+        err = one_line_error(capsys, run_main(train_motion.main, ["--input_dir", str(scene_dir), "--device", "cuda"]))
+        assert "CUDA" in err
+
+
+def test_gpu_out_of_memory_suggests_resolution(scene_dir, capsys, monkeypatch):
+    def boom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_motion, "motion_part1", boom)
+    err = one_line_error(capsys, run("--input_dir", str(scene_dir)))
+    assert "--resolution" in err and "GPU memory" in err
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "I;16"])
+def test_unusual_photo_modes_are_converted(tmp_path, toy, mode):
+    folder = save_scene(toy, tmp_path / "scene")
+    if mode == "RGBA":
+        rgba = np.concatenate([toy.image, np.full((*toy.image.shape[:2], 1), 200, np.uint8)], 2)
+        Image.fromarray(rgba, "RGBA").save(folder / "image.png")
+    else:
+        grey = (toy.image.mean(2) * 257).astype(np.uint16)
+        Image.fromarray(grey).save(folder / "image.png")
+    from scripts.generate_mask import main as generate_mask
+
+    assert generate_mask(["--input_dir", str(folder)]) == 0
+    assert run("--input_dir", str(folder), "--n_views", "2") == 0
+    assert to_uint8(read_rgb(folder / "motion" / "views" / "00.png")).shape == toy.image.shape
+
+
+def test_learned_backends_through_the_cli(scene_dir, tmp_path, monkeypatch):
+    from test_thirdparty import make_tiny_depth_model, make_tiny_inpaint_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    depth_model = make_tiny_depth_model(tmp_path / "ckpts" / "tiny-dpt")
+    inpaint_model = make_tiny_inpaint_pipeline(tmp_path / "ckpts" / "tiny-sd")
+    args = ["--input_dir", str(scene_dir), "--n_views", "2", "--depth_model", str(depth_model)]
+    args += ["--inpaint_model", str(inpaint_model), "--inpaint_steps", "1", "--inpaint_size", "32"]
+    assert run(*args) == 0
+    info = read_manifest(ScenePaths(scene_dir), "motion")["info"]
+    assert info["depth"]["method"] == f"model:{depth_model}" and info["views"]["inpaint"] == f"model:{inpaint_model}"
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("name", ["mom_scene_0", "cine_0"])
+def test_real_scenes_at_reduced_resolution(tmp_path, name):
+    from conftest import real_scene
+
+    from scripts.generate_mask import main as generate_mask
+
+    source = real_scene(name)
+    folder = tmp_path / name
+    folder.mkdir()
+    for item in ("image.png", "image.json"):
+        shutil.copy(source / item, folder / item)
+    assert generate_mask(["--input_dir", str(folder)]) == 0
+    assert run("--input_dir", str(folder), "--resolution", "192") == 0
+    manifest = require_stage(ScenePaths(folder), "motion")
+    views = manifest["info"]["views"]
+    assert views["size"] == [192, 108] and len(views["hole_fraction"]) == 25
+    assert max(views["hole_fraction"]) < 0.5  # the view set stays near the photo
+    cloud = read_points(folder / "motion" / "points.ply")
+    assert len(cloud) == views["points"] and np.isfinite(cloud.xyz).all()
+    assert (cloud.region[: 192 * 108] > 0).any()  # the motion regions reach the point cloud
