@@ -3,14 +3,15 @@
 Semantics follow gsplat 1.5.3 (classic mode) per pixel at (j + 0.5, i + 0.5):
 sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, alpha = min(0.999, opacity exp(-sigma)); contributions with
 alpha < 1/255 are skipped; compositing stops *before* the Gaussian that would bring the transmittance
-to <= 1e-4 (that one and all behind it are dropped).
+to <= 1e-4 (that one and all behind it are dropped). No gradient flows through skipped or clamped alphas.
 
 Speed: all pixels of a tile share one depth-sorted list, so a tile is a dense [P pixels, K Gaussians]
 problem. Tiles are batched by similar list length (padding stays small) under an element budget
 (memory stays bounded). sigma is a quadratic form in the tile-local pixel coordinates, so it is one
 batched matmul of a fixed [P, 6] pixel basis with [6, K] per-Gaussian coefficients; the backward pass
-reduces over pixels with the same basis. The backward pass recomputes the forward per batch instead
-of storing [P, K] intermediates, so memory does not grow with the number of tiles.
+reduces over pixels with the same basis. Padding entries point at an extra all-zero instance (opacity 0),
+so they need no masks. The forward keeps its [P, K] intermediates for the backward pass while they fit in
+CACHE_ELEMENTS; beyond that the backward pass recomputes them per batch, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -28,16 +29,17 @@ T_MIN = 1e-4  # early termination: stop before transmittance would fall to <= T_
 # Tiles x pixels x Gaussians evaluated at once: bounds memory (~10 float temporaries of this size) while
 # keeping the Python loop short. GPUs get a larger budget because kernel launches dominate there.
 ELEMENT_BUDGET = {"cpu": 1 << 21, "cuda": 1 << 25}
+# Total [P, K] elements (over all batches) whose forward intermediates (4 tensors) are kept for backward.
+CACHE_ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 26}
 
 
 @dataclass
 class _Batch:
     tiles: Tensor  # [B] tile ids
-    gids: Tensor  # [B, K] flat instance ids (0 for padding)
-    valid: Tensor  # [B, K] bool
+    gids: Tensor  # [B, K] flat instance ids; padding = M (the extra zero instance)
 
 
-def _plan_batches(tl: TileLists, pixels: int) -> list[_Batch]:
+def _plan_batches(tl: TileLists, pixels: int, pad_id: int) -> list[_Batch]:
     """Group non-empty tiles with similar list lengths into batches under the element budget."""
     budget = ELEMENT_BUDGET.get(tl.ids.device.type, ELEMENT_BUDGET["cpu"])
     nonempty = torch.nonzero(tl.counts > 0).squeeze(1)
@@ -47,17 +49,17 @@ def _plan_batches(tl: TileLists, pixels: int) -> list[_Batch]:
     order = torch.argsort(counts)
     nonempty, counts = nonempty[order], counts[order]
     counts_list = counts.tolist()
+    padded_ids = torch.cat([tl.ids, torch.full((1,), pad_id, dtype=tl.ids.dtype, device=tl.ids.device)])
     batches, start = [], 0
     while start < len(counts_list):
         stop = start + 1
         while stop < len(counts_list) and (stop + 1 - start) * counts_list[stop] * pixels <= budget:
             stop += 1
         tiles = nonempty[start:stop]
-        k = counts_list[stop - 1]
-        ar = torch.arange(k, device=tl.ids.device)
+        ar = torch.arange(counts_list[stop - 1], device=tl.ids.device)
         valid = ar[None] < counts[start:stop, None]
-        idx = torch.where(valid, tl.offsets[tiles, None] + ar[None], torch.zeros_like(ar)[None])
-        batches.append(_Batch(tiles=tiles, gids=tl.ids[idx] if len(tl.ids) else idx, valid=valid))
+        idx = torch.where(valid, tl.offsets[tiles, None] + ar[None], len(tl.ids))
+        batches.append(_Batch(tiles=tiles, gids=padded_ids[idx]))
         start = stop
     return batches
 
@@ -80,7 +82,7 @@ def _tile_centres(tiles: Tensor, tl: TileLists, dtype: torch.dtype) -> Tensor:
 
 @dataclass
 class _Local:
-    """Per-batch Gaussian data in tile-local coordinates, all [B, K]."""
+    """Per-batch Gaussian data in tile-local coordinates, all [B, K] (colours [B, K, D])."""
 
     mx: Tensor
     my: Tensor
@@ -88,56 +90,57 @@ class _Local:
     cb: Tensor
     cc: Tensor
     op: Tensor
+    col: Tensor
 
 
-def _gather(batch: _Batch, tl: TileLists, means2d: Tensor, conics: Tensor, opacities: Tensor) -> _Local:
+def _gather(batch: _Batch, tl: TileLists, means2d: Tensor, conics: Tensor, colors: Tensor, opacities: Tensor) -> _Local:
     centre = _tile_centres(batch.tiles, tl, means2d.dtype)
     m = means2d[batch.gids]  # [B, K, 2]
     cn = conics[batch.gids]
-    op = torch.where(
-        batch.valid, opacities[batch.gids], torch.zeros((), dtype=opacities.dtype, device=opacities.device)
-    )
     return _Local(
-        mx=m[..., 0] - centre[:, :1], my=m[..., 1] - centre[:, 1:], ca=cn[..., 0], cb=cn[..., 1], cc=cn[..., 2], op=op
+        mx=m[..., 0] - centre[:, :1],
+        my=m[..., 1] - centre[:, 1:],
+        ca=cn[..., 0],
+        cb=cn[..., 1],
+        cc=cn[..., 2],
+        op=opacities[batch.gids],
+        col=colors[batch.gids],
     )
 
 
-def _coefficients(g: _Local) -> Tensor:
-    """[B, 6, K] coefficients such that sigma = basis @ coefficients."""
+def _neg_coefficients(g: _Local) -> Tensor:
+    """[B, 6, K] coefficients such that -sigma = basis @ coefficients."""
     k0 = 0.5 * g.ca * g.mx * g.mx + 0.5 * g.cc * g.my * g.my + g.cb * g.mx * g.my
     ku = -g.ca * g.mx - g.cb * g.my
     kv = -g.cc * g.my - g.cb * g.mx
-    return torch.stack([k0, ku, kv, 0.5 * g.ca, 0.5 * g.cc, g.cb], dim=1)
+    return -torch.stack([k0, ku, kv, 0.5 * g.ca, 0.5 * g.cc, g.cb], dim=1)
 
 
 @dataclass
 class _Fwd:
-    """Per-batch compositing state, all [B, P, K] except ``t_final`` [B, P]."""
+    """Per-batch compositing state: [B, P, K] tensors and t_final [B, P]."""
 
     expo: Tensor  # exp(-sigma)
-    raw: Tensor  # opacity * exp(-sigma), before the MAX_ALPHA clamp
-    alpha: Tensor  # clamped alpha, 0 where skipped (< 1/255) or after termination
-    one_minus: Tensor  # 1 - alpha (>= 1 - MAX_ALPHA)
-    t_before: Tensor  # transmittance in front of each Gaussian
+    alpha: Tensor  # min(MAX_ALPHA, opacity * expo), 0 where skipped (< 1/255) or after termination
+    t_before: Tensor  # transmittance in front of each Gaussian (meaningful where alpha > 0)
     weight: Tensor  # alpha * t_before
     t_final: Tensor  # transmittance behind the last contributing Gaussian
 
 
 def _forward_batch(basis: Tensor, g: _Local) -> _Fwd:
-    sigma = torch.matmul(basis, _coefficients(g)).clamp_min_(0.0)  # [B, P, K]
-    expo = torch.exp(sigma.neg_())
-    raw = expo * g.op[:, None, :]
-    alpha = raw.clamp_max(MAX_ALPHA)
-    alpha = alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
-    # Sequential product, as gsplat's per-pixel loop: T after each Gaussian.
-    t_after = torch.cumprod(1.0 - alpha, dim=-1)
-    stop = t_after <= T_MIN  # a prefix of False then all True (T never increases)
-    alpha = alpha.masked_fill_(stop, 0.0)
+    expo = torch.matmul(basis, _neg_coefficients(g)).clamp_max_(0.0).exp_()  # [B, P, K]
+    alpha = (expo * g.op[:, None, :]).clamp_max_(MAX_ALPHA)
+    alpha = torch.nn.functional.threshold_(alpha, ALPHA_THRESHOLD, 0.0)  # skip alpha < 1/255
     one_minus = 1.0 - alpha
-    t_before = t_after.div_(one_minus)  # exact for kept entries; unused where alpha == 0
-    t_final = (t_before * one_minus).masked_fill_(stop, 1.0).amin(dim=-1)
-    weight = alpha * t_before
-    return _Fwd(expo, raw, alpha, one_minus, t_before, weight, t_final)
+    t_after = torch.cumprod(one_minus, dim=-1)  # the sequential product of gsplat's per-pixel loop
+    kept = torch.count_nonzero(t_after > T_MIN, dim=-1)  # T never increases: a prefix is kept
+    t_final = torch.gather(torch.nn.functional.pad(t_after, (1, 0), value=1.0), -1, kept[..., None])[..., 0]
+    if bool((kept < alpha.shape[-1]).any()):  # some pixel terminates: drop its tail
+        stop = t_after <= T_MIN
+        alpha.masked_fill_(stop, 0.0)
+        one_minus.masked_fill_(stop, 1.0)
+    t_before = t_after.div_(one_minus)  # exact where kept; unused (alpha == 0) elsewhere
+    return _Fwd(expo=expo, alpha=alpha, t_before=t_before, weight=alpha * t_before, t_final=t_final)
 
 
 def _local_grads(g: _Local, mom: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -149,6 +152,27 @@ def _local_grads(g: _Local, mom: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor
     g_cc = 0.5 * m0 * g.my * g.my - m2 * g.my + 0.5 * m4
     g_cb = m0 * g.mx * g.my - m1 * g.my - m2 * g.mx + m5
     return g_mx, g_my, g_ca, g_cb, g_cc
+
+
+def _backward_batch(basis: Tensor, g: _Local, f: _Fwd, g_acc: Tensor, g_trans: Tensor):
+    """Gradients of one batch: (means2d [B, K, 2], conics [B, K, 3], colours [B, K, D], opacities [B, K]).
+
+    g_acc [B, P, D] and g_trans [B, P] are the incoming gradients of the accumulated colour and of T_final.
+    """
+    gc = torch.matmul(g_acc, g.col.transpose(1, 2))  # [B, P, K]: dL/dacc . colour_k
+    wgc = f.weight * gc
+    # dL/dalpha_k = T_k gc_k - (sum_{j>k} w_j gc_j + dL/dT_final T_final) / (1 - alpha_k)
+    behind = (wgc.sum(-1, keepdim=True) + (g_trans * f.t_final)[..., None]) - torch.cumsum(wgc, dim=-1)
+    d_alpha = f.t_before * gc - behind / (1.0 - f.alpha)
+    # Only where alpha == opacity * exp(-sigma): not skipped, not terminated, not clamped (as gsplat).
+    raw = f.expo * g.op[:, None, :]
+    d_alpha = torch.where(f.alpha == raw, d_alpha, 0.0)
+    d_raw_expo = d_alpha.mul_(f.expo)  # dL/dopacity per pixel; dL/dsigma = -opacity * this
+    d_op = d_raw_expo.sum(dim=1)
+    mom = torch.matmul(basis.t(), d_raw_expo) * (-g.op[:, None, :])  # [B, 6, K] moments of dL/dsigma
+    d_mx, d_my, d_ca, d_cb, d_cc = _local_grads(g, mom)
+    d_col = torch.matmul(f.weight.transpose(1, 2), g_acc)
+    return torch.stack([d_mx, d_my], -1), torch.stack([d_ca, d_cb, d_cc], -1), d_col, d_op
 
 
 def _to_tiles(img: Tensor, tl: TileLists) -> Tensor:
@@ -167,59 +191,48 @@ def _from_tiles(tiles: Tensor, tl: TileLists, n_cams: int, width: int, height: i
     return img.reshape(n_cams, tl.tiles_y * ts, tl.tiles_x * ts, d)[:, :height, :width]
 
 
+def _with_zero_row(x: Tensor) -> Tensor:
+    """Append the all-zero instance that padding entries point at."""
+    return torch.cat([x, x.new_zeros((1, *x.shape[1:]))])
+
+
 class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, tl: TileLists, n_cams: int, width: int, height: int):
-        n_tiles = len(tl.counts)
         pixels = tl.tile_size**2
         basis = _pixel_basis(tl.tile_size, means2d.dtype, means2d.device)
-        acc = torch.zeros(n_tiles, pixels, colors.shape[-1], dtype=colors.dtype, device=colors.device)
-        trans = torch.ones(n_tiles, pixels, 1, dtype=colors.dtype, device=colors.device)
-        batches = _plan_batches(tl, pixels)
-        gathered = []  # small [B, K] per batch, reused by the backward pass
+        ext = [_with_zero_row(x) for x in (means2d, conics, colors, opacities)]
+        acc = colors.new_zeros(len(tl.counts), pixels, colors.shape[-1])
+        trans = colors.new_ones(len(tl.counts), pixels, 1)
+        batches = _plan_batches(tl, pixels, pad_id=len(means2d))
+        total = sum(b.gids.numel() for b in batches) * pixels
+        cache = total <= CACHE_ELEMENTS.get(colors.device.type, CACHE_ELEMENTS["cpu"])
+        saved = []  # per batch: gathered [B, K] data (+ [B, P, K] state when caching)
         for batch in batches:
-            g = _gather(batch, tl, means2d, conics, opacities)
-            col = colors[batch.gids]
+            g = _gather(batch, tl, *ext)
             f = _forward_batch(basis, g)
-            acc[batch.tiles] = torch.matmul(f.weight, col)
+            acc[batch.tiles] = torch.matmul(f.weight, g.col)
             trans[batch.tiles] = f.t_final[..., None]
-            gathered.append((g, col))
+            saved.append((g, f if cache else None))
         ctx.save_for_backward(means2d, conics, colors, opacities)
-        ctx.geometry = (tl, batches, gathered)
+        ctx.geometry = (tl, batches, saved)
         return _from_tiles(acc, tl, n_cams, width, height), _from_tiles(trans, tl, n_cams, width, height)[..., 0]
 
     @staticmethod
     def backward(ctx, grad_acc, grad_trans):
         means2d, conics, colors, opacities = ctx.saved_tensors
-        tl, batches, gathered = ctx.geometry
+        tl, batches, saved = ctx.geometry
         basis = _pixel_basis(tl.tile_size, means2d.dtype, means2d.device)
         g_acc_t = _to_tiles(grad_acc.contiguous(), tl)
         g_t_t = _to_tiles(grad_trans[..., None].contiguous(), tl)[..., 0]
-        g_means = torch.zeros_like(means2d)
-        g_conics = torch.zeros_like(conics)
-        g_colors = torch.zeros_like(colors)
-        g_opac = torch.zeros_like(opacities)
-        for batch, (g, col) in zip(batches, gathered):
-            f = _forward_batch(basis, g)
-            ga = g_acc_t[batch.tiles]  # [B, P, D]
-            gt = g_t_t[batch.tiles] * f.t_final  # dL/dT_final * T_final, [B, P]
-            gc = torch.matmul(ga, col.transpose(1, 2))  # [B, P, K]: dL/dacc . colour
-            wgc = f.weight * gc
-            behind = wgc.sum(-1, keepdim=True) - torch.cumsum(wgc, dim=-1)  # sum over later Gaussians
-            d_alpha = f.t_before * gc - (behind + gt[..., None]) / f.one_minus
-            # No gradient through skipped/terminated entries or the MAX_ALPHA clamp (as gsplat).
-            inactive = (f.alpha == 0) | (f.raw > MAX_ALPHA)
-            d_alpha = d_alpha.masked_fill_(inactive, 0.0)
-            d_op = (d_alpha * f.expo).sum(dim=1)  # [B, K]
-            d_sigma = d_alpha.mul_(f.raw).neg_()
-            mom = torch.matmul(basis.t(), d_sigma)  # [B, 6, K]
-            d_mx, d_my, d_ca, d_cb, d_cc = _local_grads(g, mom)
+        grads = [_with_zero_row(torch.zeros_like(x)) for x in (means2d, conics, colors, opacities)]
+        for batch, (g, f) in zip(batches, saved):
+            f = f if f is not None else _forward_batch(basis, g)
+            parts = _backward_batch(basis, g, f, g_acc_t[batch.tiles], g_t_t[batch.tiles])
             ids = batch.gids.reshape(-1)
-            g_means.index_add_(0, ids, torch.stack([d_mx, d_my], -1).reshape(-1, 2))
-            g_conics.index_add_(0, ids, torch.stack([d_ca, d_cb, d_cc], -1).reshape(-1, 3))
-            g_colors.index_add_(0, ids, torch.matmul(f.weight.transpose(1, 2), ga).reshape(-1, colors.shape[-1]))
-            g_opac.index_add_(0, ids, d_op.reshape(-1))
-        return g_means, g_conics, g_colors, g_opac, None, None, None, None
+            for buf, part in zip(grads, parts):
+                buf.index_add_(0, ids, part.reshape(len(ids), *buf.shape[1:]))
+        return (*(buf[:-1] for buf in grads), None, None, None, None)
 
 
 def composite(
