@@ -105,4 +105,5 @@ def test_reference_on_cuda_matches_reference_on_cpu():
     cpu = render(**scene.inputs(), backend="torch")
     cuda_inputs = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in scene.inputs().items()}
     gpu = render(**cuda_inputs, backend="torch")
-    assert _rel_l2(gpu.rgb.cpu(), cpu.rgb) < 1e-5
+    assert _rel_l2(gpu.rgb.cpu(), cpu.rgb) < 1e-4
+    assert float((gpu.radii.cpu() == cpu.radii).float().mean()) > 0.999  # a ceil() may flip on rounding
