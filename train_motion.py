@@ -346,10 +346,15 @@ def run_stage(config: MotionConfig) -> dict:
     return run.finish(outputs=[scene.motion.dir])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI: part 1's options (part 2 adds its own here)."""
     parser = make_parser(__doc__.splitlines()[0], prog="train_motion.py")
     add_part1_args(parser)
-    config = config_from_args(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = config_from_args(build_parser().parse_args(argv))
     manifest = run_stage(config)
     views = manifest["info"]["views"]
     info(
