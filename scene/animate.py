@@ -1,0 +1,218 @@
+"""Stage 5: a seamlessly looping video of a view by symmetric splatting of an Eulerian flow.
+
+Frame ``i`` of ``N`` (t = i / N): every pixel of the motion mask is carried along the flow ``i`` steps
+forward (Euler integration: ``p <- p + flow(p)``, flow sampled bilinearly) and, separately, ``N - i``
+steps backward (``q <- q - flow(q)``); both sets of pixels are splatted with a z-buffer (the photo's
+depth orders them, :func:`scene.splat.zbuffer_splat`) and blended per pixel with weights ``1 - i/N``
+and ``i/N`` (where only one splat covers a pixel it is used alone). Frame 0 is the photo (forward by
+0 steps, weight 1) and frame N would be the photo again (backward by 0 steps, weight 1): the loop
+closes without a seam. Pixels no splat reaches are filled from their neighbours inside the mask
+(normalised convolution, repeated); pixels outside the mask are the photo, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from scene.splat import zbuffer_splat
+
+
+def _check_view(image: Tensor, flow: Tensor, mask: Tensor, depth: Tensor) -> None:
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3), got {tuple(image.shape)}")
+    h, w = image.shape[:2]
+    if flow.shape != (h, w, 2):
+        raise ValueError(f"flow must be ({h}, {w}, 2), got {tuple(flow.shape)}")
+    if mask.shape != (h, w) or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a ({h}, {w}) bool tensor, got {tuple(mask.shape)} {mask.dtype}")
+    if depth.shape != (h, w):
+        raise ValueError(f"depth must be ({h}, {w}), got {tuple(depth.shape)}")
+
+
+def sample_flow(flow: Tensor, points: Tensor) -> Tensor:
+    """Bilinear sample of flow [H, W, 2] at points [N, 2] (pixels); zero outside the image."""
+    h, w = flow.shape[:2]
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=points.device, dtype=points.dtype)
+    grid = (points * scale - 1.0)[None, None]  # [1, 1, N, 2]
+    out = F.grid_sample(flow.permute(2, 0, 1)[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out[0, :, 0].T
+
+
+def integrate(flow: Tensor, start: Tensor, steps: int, direction: float = 1.0) -> list[Tensor]:
+    """Euler-integrate points [N, 2] through flow [H, W, 2]: positions after 0..steps steps."""
+    positions = [start]
+    for _ in range(steps):
+        p = positions[-1]
+        positions.append(p + direction * sample_flow(flow, p))
+    return positions
+
+
+def fill_holes(image: Tensor, known: Tensor, region: Tensor, max_iterations: int = 64) -> Tensor:
+    """Fill pixels of ``region`` [H, W] not ``known`` [H, W] from known ones (normalised 3x3 averaging).
+
+    Repeats until every region pixel is reached (or ``max_iterations``); returns image [H, W, C].
+    """
+    colour = (image * known[..., None]).permute(2, 0, 1)[None]
+    weight = known.to(image.dtype)[None, None]
+    out = image.clone()
+    todo = region & ~known
+    for _ in range(max_iterations):
+        if not bool(todo.any()):
+            break
+        colour = F.avg_pool2d(colour, 3, stride=1, padding=1, count_include_pad=False)
+        weight = F.avg_pool2d(weight, 3, stride=1, padding=1, count_include_pad=False)
+        reached = todo & (weight[0, 0] > 1e-6)
+        out[reached] = (colour[0].permute(1, 2, 0)[reached] / weight[0, 0][reached][:, None]).to(out.dtype)
+        todo = todo & ~reached
+        # Pixels already known keep their exact values in the next round.
+        fixed = known | reached
+        colour = torch.where(fixed[None, None], out.permute(2, 0, 1)[None], colour)
+        weight = torch.where(fixed[None, None], torch.ones_like(weight), weight)
+        known = fixed
+    return out
+
+
+def soft_splat(
+    uv: Tensor, z: Tensor, values: Tensor, height: int, width: int, depth_tolerance: float | Tensor = 0.01
+) -> tuple[Tensor, Tensor]:
+    """Bilinear forward splatting with depth ordering (sub-pixel motion stays smooth).
+
+    Each point spreads ``values`` over its 4 nearest pixels with bilinear weights; at every pixel
+    only the points within ``(1 + depth_tolerance)`` of the nearest depth that lands there with a
+    weight of at least 0.1 count (the z-buffer), and their values are averaged by weight. A point on
+    a pixel centre reaches only that pixel, so an unmoved image is reproduced exactly.
+
+    Args:
+        uv: [P, 2] pixels. z: [P] depths (> 0). values: [P, C]. height, width: output size.
+        depth_tolerance: relative slack, a float or [P] per point (see :func:`surface_tolerance`).
+
+    Returns:
+        image [H, W, C] (zeros where empty) and coverage [H, W] (sum of the kept weights).
+    """
+    n_pix = height * width
+    base = torch.floor(uv)
+    frac = uv - base
+    corners = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]], device=uv.device, dtype=uv.dtype)
+    taps = base[:, None, :] + corners[None]  # [P, 4, 2]
+    wx = torch.where(corners[None, :, 0] > 0, frac[:, None, 0], 1 - frac[:, None, 0])
+    wy = torch.where(corners[None, :, 1] > 0, frac[:, None, 1], 1 - frac[:, None, 1])
+    weight = wx * wy  # [P, 4]
+    ok = (weight > 0) & (taps[..., 0] >= 0) & (taps[..., 0] < width) & (taps[..., 1] >= 0) & (taps[..., 1] < height)
+    ok &= torch.isfinite(z)[:, None] & (z > 0)[:, None]
+    point = torch.arange(len(uv), device=uv.device)[:, None].expand(-1, 4)[ok]
+    pixel = (taps[..., 1] * width + taps[..., 0])[ok].long()
+    weight = weight[ok]
+    pz = z[point]
+    zmin = torch.full((n_pix,), float("inf"), device=uv.device, dtype=z.dtype)
+    strong = weight >= 0.1
+    zmin.scatter_reduce_(0, pixel[strong], pz[strong], reduce="amin", include_self=True)
+    tol = depth_tolerance[point] if isinstance(depth_tolerance, Tensor) else depth_tolerance
+    keep = pz <= zmin[pixel] * (1.0 + tol)
+    pixel, weight, point = pixel[keep], weight[keep], point[keep]
+    acc = torch.zeros(n_pix, values.shape[1], device=uv.device, dtype=values.dtype)
+    acc.index_add_(0, pixel, values[point] * weight[:, None].to(values.dtype))
+    cover = torch.zeros(n_pix, device=uv.device, dtype=values.dtype)
+    cover.index_add_(0, pixel, weight.to(values.dtype))
+    image = acc / cover.clamp(min=1e-12)[:, None]
+    return image.reshape(height, width, -1), cover.reshape(height, width)
+
+
+def surface_tolerance(depth: Tensor, base: float = 0.01, cap: float = 0.5) -> Tensor:
+    """Per-pixel relative depth slack [H, W]: ``base + 2 |grad log z|``, at most ``cap``.
+
+    Neighbouring samples of one slanted surface (ground seen at a grazing angle changes depth by many
+    percent per pixel) must blend, not occlude each other; a real depth edge still occludes.
+    """
+    logz = torch.log(torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.ones_like(depth)))
+    pad = F.pad(logz[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    gx = (pad[1:-1, 2:] - pad[1:-1, :-2]).abs() / 2
+    gy = (pad[2:, 1:-1] - pad[:-2, 1:-1]).abs() / 2
+    return (base + 2.0 * torch.maximum(gx, gy)).clamp(max=cap)
+
+
+class LoopAnimator:
+    """Frames of one view's looping video (see the module docstring).
+
+    Args:
+        image: [H, W, 3] float in [0, 1]. flow: [H, W, 2] pixels per frame (Eulerian). mask: [H, W] bool,
+            the pixels that move. depth: [H, W] z-depth used to order overlapping splats.
+        n_frames: frames in the loop (N).
+    """
+
+    min_weight = 0.1  # blend weight below which a pixel counts as a hole
+
+    def __init__(self, image: Tensor, flow: Tensor, mask: Tensor, depth: Tensor, n_frames: int = 120):
+        _check_view(image, flow, mask, depth)
+        if int(n_frames) < 1:
+            raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        self.image, self.mask, self.n = image, mask, int(n_frames)
+        self.flow = torch.where(mask[..., None], flow, torch.zeros_like(flow))
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        self.start = torch.stack([xs, ys], -1).to(flow.dtype)
+        self.colour = image[ys, xs]
+        z = depth[ys, xs].to(flow.dtype)
+        self.z = torch.where(torch.isfinite(z) & (z > 0), z, torch.ones_like(z))
+        self.tolerance = surface_tolerance(depth.to(flow.dtype))[ys, xs]
+        self._backward = integrate(self.flow, self.start, self.n, -1.0)  # positions after k backward steps
+        self._fwd_step, self._fwd_pos = 0, self.start  # the latest forward position, advanced on demand
+
+    def _forward(self, i: int) -> Tensor:
+        if i < self._fwd_step:
+            self._fwd_step, self._fwd_pos = 0, self.start
+        while self._fwd_step < i:
+            self._fwd_pos = self._fwd_pos + sample_flow(self.flow, self._fwd_pos)
+            self._fwd_step += 1
+        return self._fwd_pos
+
+    def _splat(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        h, w = self.mask.shape
+        img, cover = soft_splat(positions, self.z, self.colour, h, w, self.tolerance)
+        return img, torch.where(self.mask, cover, torch.zeros_like(cover))
+
+    def frame(self, i: int) -> Tensor:
+        """Frame i (0 <= i <= N; frame N equals frame 0) as [H, W, 3] float in [0, 1]."""
+        if not 0 <= i <= self.n:
+            raise ValueError(f"frame index must be in [0, {self.n}], got {i}")
+        alpha = i / self.n
+        fwd, cover_f = self._splat(self._forward(i))
+        bwd, cover_b = self._splat(self._backward[self.n - i])
+        w_f = cover_f.clamp(max=1.0) * (1.0 - alpha)
+        w_b = cover_b.clamp(max=1.0) * alpha
+        total = w_f + w_b
+        blend = (fwd * w_f[..., None] + bwd * w_b[..., None]) / total.clamp(min=1e-12)[..., None]
+        # A pixel reached only by the splat whose weight is nearly 0 would show content displaced by
+        # up to N steps (particles piled up at the mask's edge): treat it as a hole instead.
+        known = (total >= self.min_weight) | ~self.mask
+        out = torch.where(self.mask[..., None], blend, self.image)
+        out = fill_holes(out, known, self.mask)
+        return out.clamp(0.0, 1.0)
+
+    def frames(self) -> Iterator[Tensor]:
+        """Frames 0 .. N-1 in order."""
+        for i in range(self.n):
+            yield self.frame(i)
+
+
+def flow_from_motion(
+    uv: Tensor, z: Tensor, flow2d: Tensor, moving: Tensor, height: int, width: int
+) -> tuple[Tensor, Tensor]:
+    """A view's flow image from its points' projected motion.
+
+    Args:
+        uv: [P, 2] projections of the points in the view. z: [P] their depths. flow2d: [P, 2] projected
+            motion (pixels per frame). moving: [P] bool, points of a moving region.
+        height, width: image size.
+
+    Returns:
+        flow [H, W, 2] (zero where the nearest surface is static or empty) and mask [H, W] bool (pixels
+        whose nearest surface moves).
+    """
+    values = torch.cat([flow2d, moving.to(flow2d.dtype)[:, None]], -1)
+    img, _, valid = zbuffer_splat(uv, z, values, height, width)
+    mask = valid & (img[..., 2] > 0.5)
+    flow = torch.where(mask[..., None], img[..., :2], torch.zeros_like(img[..., :2]))
+    return flow, mask

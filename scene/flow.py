@@ -1,0 +1,280 @@
+"""Stage 3: motion hints -> a dense Eulerian flow field (pixels per frame) in every view.
+
+Method (docs/scene_format.md, "train_motion: flows, 3D motion, video"):
+
+1. Each hint is lifted to 3D with the photo's depth (camera 0): ``S`` at its start and ``E`` at its end.
+   The end uses its own depth only when it lies in the hint's region (else the start's depth: an arrow
+   that overshoots its polygon must not jump onto the mountain behind). Its motion per frame is the
+   3D vector ``D = speed * (E - S)`` (``speed`` = 1/50 by default, the original's (end - start) / 50).
+2. In view ``v``, every pixel ``x`` of region ``r`` gets the normalised Gaussian (Nadaraya-Watson)
+   average of the 3D motions of region ``r``'s hints, weighted by the image distance between ``x`` and
+   each hint's projected start: ``w_j = exp(-|x - s_j|^2 / (2 sigma^2))``, ``sigma`` a fraction of the
+   image diagonal. Far from every hint the weights become the nearest hint's (computed as a softmax,
+   so they never underflow to 0/0).
+3. The pixel's own 3D point ``X`` (view depth) is moved by that motion and projected:
+   ``flow_v(x) = proj_v(X + D(x)) - x``. Interpolating 3D motions and projecting them (rather than
+   interpolating pixel vectors) keeps perspective: a river slows down towards the horizon, and the
+   flows of the different views agree with each other.
+
+Pixels outside the motion regions, and regions without any hint, get zero flow (static).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scene.io import Camera, Hint
+from utils.console import warn
+
+
+@dataclass(frozen=True)
+class LiftedHints:
+    """Hints lifted to 3D (world units), after dropping unusable ones."""
+
+    start: np.ndarray  # (K, 3) float64, world point under the hint's start
+    motion: np.ndarray  # (K, 3) float64, world units per frame
+    region: np.ndarray  # (K,) int64 region id
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.region)
+
+
+# ----------------------------------------------------------------------------- cameras
+
+
+def camera_tensors(cameras: list[Camera], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """Stack cameras as float32 tensors: K [V, 3, 3], R [V, 3, 3], t [V, 3] (world-to-camera)."""
+    if not cameras:
+        raise ValueError("cameras must be a non-empty list of Camera")
+    K = torch.tensor(np.stack([c.K for c in cameras]), dtype=torch.float32, device=device)
+    w2c = torch.tensor(np.stack([c.w2c for c in cameras]), dtype=torch.float32, device=device)
+    return K, w2c[:, :3, :3], w2c[:, :3, 3]
+
+
+def project_views(xyz: Tensor, K: Tensor, R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """Project world points into every view.
+
+    Args:
+        xyz: [P, 3] or [V, P, 3] world points.
+        K, R, t: [V, 3, 3], [V, 3, 3], [V, 3] from :func:`camera_tensors`.
+
+    Returns:
+        uv [V, P, 2] pixels (x right, y down) and z [V, P] camera depth. Points with z <= 0 get
+        non-finite uv; callers mask them by ``z > 0``.
+    """
+    if xyz.ndim == 2:
+        cam = torch.einsum("vij,pj->vpi", R, xyz) + t[:, None, :]
+    else:
+        cam = torch.einsum("vij,vpj->vpi", R, xyz) + t[:, None, :]
+    z = cam[..., 2]
+    xy = cam[..., :2] / z[..., None]
+    uv = xy * torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)[:, None, :] + K[:, None, :2, 2]
+    return uv, z
+
+
+def unproject(uv: Tensor, z: Tensor, camera: Camera) -> Tensor:
+    """Pixels [N, 2] at camera depth z [N] -> world points [N, 3] (float32)."""
+    K = torch.as_tensor(camera.K, dtype=torch.float32, device=uv.device)
+    c2w = torch.as_tensor(camera.c2w, dtype=torch.float32, device=uv.device)
+    x = (uv[:, 0] - K[0, 2]) / K[0, 0] * z
+    y = (uv[:, 1] - K[1, 2]) / K[1, 1] * z
+    cam = torch.stack([x, y, z], -1)
+    return cam @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+# ----------------------------------------------------------------------------- hints
+
+
+def _sample(image: np.ndarray, xy: np.ndarray) -> tuple[int, int, bool]:
+    """Nearest pixel of ``xy`` clipped into ``image``; also whether it had to be clipped."""
+    h, w = image.shape[:2]
+    x, y = round(float(xy[0])), round(float(xy[1]))
+    cx, cy = min(max(x, 0), w - 1), min(max(y, 0), h - 1)
+    return cx, cy, (cx, cy) != (x, y)
+
+
+def _hint_region(hint: Hint, regions: np.ndarray) -> int:
+    """The hint's region: as annotated, else the region under its start, else the nearest region."""
+    if hint.region > 0:
+        return int(hint.region)
+    x, y, _ = _sample(regions, np.asarray(hint.start))
+    if regions[y, x] > 0:
+        return int(regions[y, x])
+    ys, xs = np.nonzero(regions)
+    if len(xs) == 0:
+        return 0
+    k = int(np.argmin((xs - x) ** 2 + (ys - y) ** 2))
+    return int(regions[ys[k], xs[k]])
+
+
+def lift_hints(
+    hints: list[Hint],
+    depth: np.ndarray,
+    regions: np.ndarray,
+    camera: Camera,
+    speed: float = 1.0 / 50.0,
+    min_length: float = 1.0,
+) -> LiftedHints:
+    """Lift 2D hints to 3D motions per frame (see the module docstring).
+
+    Args:
+        hints: full-resolution hints (pixels of the photo, which is ``camera``'s image).
+        depth: (H, W) z-depth of the photo. regions: (H, W) int region ids (0 = static).
+        camera: the photo's camera (view 0). speed: fraction of the hint travelled per frame.
+        min_length: hints shorter than this (pixels) are dropped with a warning.
+
+    Warns (and defines): zero-length hints are dropped; endpoints outside the image are clipped for
+    the depth look-up only (the arrow keeps its direction and length); a hint outside every region
+    joins the nearest region.
+    """
+    if depth.shape != regions.shape or depth.ndim != 2:
+        raise ValueError(f"depth and regions must be the same (H, W), got {depth.shape} and {regions.shape}")
+    if (camera.height, camera.width) != depth.shape:
+        raise ValueError(f"camera is {camera.width}x{camera.height} but depth is {depth.shape[1]}x{depth.shape[0]}")
+    if not math.isfinite(speed) or speed <= 0:
+        raise ValueError(f"speed must be a positive number, got {speed}")
+    starts, ends, region_ids, labels = [], [], [], []
+    for hint in hints:
+        start, end = np.asarray(hint.start, np.float64), np.asarray(hint.end, np.float64)
+        if np.hypot(*(end - start)) < min_length:
+            warn(f"hint '{hint.label}' is shorter than {min_length:g} pixel; it is ignored")
+            continue
+        region = _hint_region(hint, regions)
+        if region == 0:
+            warn(f"hint '{hint.label}' lies in no motion region and the scene has none; it is ignored")
+            continue
+        if region != hint.region:
+            warn(f"hint '{hint.label}' starts outside every region; it drives the nearest one ({region})")
+        sx, sy, s_out = _sample(depth, start)
+        ex, ey, e_out = _sample(depth, end)
+        if s_out or e_out:
+            warn(f"hint '{hint.label}' points out of the image; its depth is read at the image border")
+        z_start = float(depth[sy, sx])
+        z_end = float(depth[ey, ex]) if regions[ey, ex] == region else z_start
+        starts.append((start, z_start))
+        ends.append((end, z_end))
+        region_ids.append(region)
+        labels.append(hint.label)
+    if not starts:
+        return LiftedHints(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.int64), [])
+    uv = torch.tensor(np.array([p for p, _ in starts] + [p for p, _ in ends]), dtype=torch.float32)
+    z = torch.tensor([d for _, d in starts] + [d for _, d in ends], dtype=torch.float32)
+    world = unproject(uv, z, camera).double().numpy()
+    s3, e3 = world[: len(starts)], world[len(starts) :]
+    return LiftedHints(s3, speed * (e3 - s3), np.asarray(region_ids, np.int64), labels)
+
+
+def warn_regions_without_hints(regions: np.ndarray, lifted: LiftedHints) -> list[int]:
+    """Warn about motion regions no hint drives (they stay static); return the moving region ids."""
+    present = sorted(int(r) for r in np.unique(regions) if r > 0)
+    moving = sorted({int(r) for r in lifted.region})
+    for r in present:
+        if r not in moving:
+            warn(f"motion region {r} has no hint; it stays static (draw a hint line inside it to animate it)")
+    return moving
+
+
+# ----------------------------------------------------------------------------- dense flow
+
+
+def hint_weights(pixels: Tensor, hint_px: Tensor, sigma: float) -> Tensor:
+    """Normalised Gaussian weights [N, K] of hints at ``hint_px`` [K, 2] for ``pixels`` [N, 2]."""
+    d2 = torch.cdist(pixels, hint_px).square()
+    return torch.softmax(-d2 / (2.0 * sigma**2), dim=1)
+
+
+def dense_flow(
+    lifted: LiftedHints,
+    camera: Camera,
+    depth: Tensor,
+    regions: Tensor,
+    sigma_frac: float = 0.15,
+    chunk: int = 1 << 18,
+) -> Tensor:
+    """Dense flow of one view.
+
+    Args:
+        lifted: hints from :func:`lift_hints`.
+        camera: the view's camera. depth: [H, W] its z-depth. regions: [H, W] int region ids as seen
+            from this view.
+        sigma_frac: Gaussian width as a fraction of the image diagonal.
+
+    Returns:
+        flow [H, W, 2] float32, pixels per frame, zero outside regions that have hints.
+    """
+    h, w = camera.height, camera.width
+    if depth.shape != (h, w) or regions.shape != (h, w):
+        raise ValueError(f"depth and regions must be ({h}, {w}), got {tuple(depth.shape)} and {tuple(regions.shape)}")
+    if sigma_frac <= 0:
+        raise ValueError(f"sigma_frac must be positive, got {sigma_frac}")
+    device = depth.device
+    flow = torch.zeros(h * w, 2, device=device)
+    if len(lifted) == 0:
+        return flow.reshape(h, w, 2)
+    K, R, t = camera_tensors([camera], device)
+    starts = torch.as_tensor(lifted.start, dtype=torch.float32, device=device)
+    motions = torch.as_tensor(lifted.motion, dtype=torch.float32, device=device)
+    hint_px = project_views(starts, K, R, t)[0][0]  # [K, 2]
+    sigma = sigma_frac * math.hypot(h, w)
+    region_of = torch.as_tensor(lifted.region, device=device)
+    flat_regions, flat_depth = regions.reshape(-1), depth.reshape(-1)
+    for r in torch.unique(region_of).tolist():
+        ids = torch.nonzero((flat_regions == r) & torch.isfinite(flat_depth) & (flat_depth > 0)).squeeze(1)
+        mine = region_of == r
+        for part in torch.split(ids, chunk):
+            pix = torch.stack([part % w, part // w], -1).to(torch.float32)
+            moved = hint_weights(pix, hint_px[mine], sigma) @ motions[mine]  # [N, 3]
+            world = unproject(pix, flat_depth[part], camera)
+            uv, _ = project_views(world + moved, K, R, t)
+            flow[part] = uv[0] - pix
+    return flow.reshape(h, w, 2)
+
+
+# ----------------------------------------------------------------------------- previews
+
+
+def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """Colour-wheel picture of a flow (H, W, 2): hue = direction, saturation = speed, white = still."""
+    import cv2
+
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must be (H, W, 2), got {flow.shape}")
+    mag = np.hypot(flow[..., 0], flow[..., 1])
+    peak = max_magnitude if max_magnitude else float(mag.max())
+    hue = (np.degrees(np.arctan2(flow[..., 1], flow[..., 0])) % 360.0) / 2.0  # OpenCV hue is 0..180
+    sat = np.clip(mag / peak, 0, 1) * 255 if peak > 0 else np.zeros_like(mag)
+    hsv = np.stack([hue, sat, np.full_like(mag, 255)], -1).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def draw_flow_arrows(
+    image: np.ndarray, flow: np.ndarray, hints: list[Hint] | None = None, step: int | None = None
+) -> np.ndarray:
+    """Arrows of a flow on a grid over ``image`` (H, W, 3 uint8), hints in red; returns a new image.
+
+    Arrow length shows the motion over 30 frames (a second at 30 fps).
+    """
+    import cv2
+
+    out = np.ascontiguousarray(image.copy())
+    h, w = flow.shape[:2]
+    step = step or max(8, round(max(h, w) / 40))
+    thick = max(1, round(max(h, w) / 800))
+    for y in range(step // 2, h, step):
+        for x in range(step // 2, w, step):
+            fx, fy = flow[y, x]
+            if fx * fx + fy * fy < 1e-8:
+                continue
+            end = (round(x + 30 * fx), round(y + 30 * fy))
+            cv2.arrowedLine(out, (x, y), end, (255, 255, 0), thick, cv2.LINE_AA, tipLength=0.3)
+    for hint in hints or []:
+        a = tuple(round(v) for v in hint.start)
+        b = tuple(round(v) for v in hint.end)
+        cv2.arrowedLine(out, a, b, (255, 0, 0), 2 * thick, cv2.LINE_AA, tipLength=0.2)
+    return out
