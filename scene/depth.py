@@ -3,8 +3,9 @@
 Scene units (docs/scene_format.md, "train_motion: views"): every depth map, whatever made it, is
 scaled so that its near content (the 5th percentile of the non-sky depths) lies at ``NEAR_DEPTH`` = 2
 units, clamped to ``[NEAR_DEPTH / 4, FAR_DEPTH]``, and the sky is put at ``SKY_DEPTH`` (far, finite).
-With the default focal length a camera move of 0.1 unit then shifts the near ground by ~3% of the
-image height (about 20 px at 720p): the camera paths' amplitudes (~0.1 unit) are gentle moves.
+With the default focal length (1.14 x H) a camera move of 0.1 unit then shifts the near ground by
+~6% of the image height (about 40 px at 720p) and the far land by ~1 px: the camera paths' amplitudes
+(~0.1 unit) are visible but gentle moves.
 """
 
 from __future__ import annotations
