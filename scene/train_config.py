@@ -31,6 +31,9 @@ class TrainConfig:
     """Every k-th video frame (i % k == k // 2) is held out of training and used for the held-out PSNR; 0 = none."""
     inpainted_weight: float = 0.5
     """Weight of the photometric loss on inpainted pixels of the multi-view images (1 = same as seen pixels)."""
+    eval_max_images: int = 12
+    """PSNRs at the end are averaged over at most this many evenly spaced images per set (views, training
+    frames, held-out frames): rendering every frame would cost minutes on a CPU."""
 
     # --- model
     sh_degree: int = 0
@@ -147,6 +150,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 2000,
         "preview_every": 2000,
         "log_every": 100,
+        "eval_max_images": 60,
     },
 }
 
@@ -219,6 +223,7 @@ def validate(cfg: TrainConfig) -> None:
         cfg.resolution == 0 or 16 <= cfg.resolution <= 8192,
         f"--resolution must be 0 or in 16..8192, got {cfg.resolution}",
     )
+    _check(cfg.eval_max_images >= 1, f"--eval_max_images must be >= 1, got {cfg.eval_max_images}")
     _check(cfg.max_points >= 1, f"--max_points must be >= 1, got {cfg.max_points}")
     _check(cfg.max_gaussians >= 1, f"--max_gaussians must be >= 1, got {cfg.max_gaussians}")
     _check(0 <= cfg.sh_degree <= 3, f"--sh_degree must be in 0..3, got {cfg.sh_degree}")

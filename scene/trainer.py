@@ -110,7 +110,7 @@ def load_data(scene: ScenePaths, cfg: TrainConfig, device: torch.device) -> Trai
     if not cameras:
         raise UserError(f"{scene.motion.cameras} holds no camera", "re-run train_motion.py")
     w0, h0 = cameras[0].width, cameras[0].height
-    width = cfg.resolution or w0
+    width = min(cfg.resolution, w0) if cfg.resolution else w0  # never upsample stage 1's images
     height = max(8, round(width * h0 / w0))
     scaled = [c.scaled(width, height) for c in cameras]
     viewmats, Ks = camera_tensors(scaled, device)
@@ -340,6 +340,12 @@ def evaluate(
     return float(np.mean(values))
 
 
+def _mean_psnr(parts: list[tuple[float | None, int]]) -> float | None:
+    """Mean of per-set PSNRs weighted by their image counts (sets without images skipped)."""
+    parts = [(p, n) for p, n in parts if p is not None and n > 0]
+    return sum(p * n for p, n in parts) / sum(n for _, n in parts) if parts else None
+
+
 def write_preview(path: Path, model: TrainableGaussians, data: TrainData, backend: str, fine: bool) -> None:
     """Ground truth over renders of the photo's view at t = 0 and t = 0.5."""
     with torch.no_grad():
@@ -397,14 +403,18 @@ class RunState:
 def _check_finite(value: float, it: int, run: RunState) -> None:
     if math.isfinite(value):
         return
-    where = f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint else "no checkpoint was written yet"
+    where = (
+        f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint else "no checkpoint was written yet"
+    )
     raise NonFiniteLoss(
         f"the loss became {value} at iteration {it}; {where}",
         "lower the learning rates (e.g. --lr_means, --lr_grid) and re-run: it resumes from that checkpoint",
     )
 
 
-def train_step(model, optimizer, dstate, dcfg, data: TrainData, cfg: TrainConfig, gen, it: int, backend: str, run: RunState):
+def train_step(
+    model, optimizer, dstate, dcfg, data: TrainData, cfg: TrainConfig, gen, it: int, backend: str, run: RunState
+):
     """One iteration: draw an image, render, loss, backward, densification statistics, Adam, refinement.
 
     Returns (loss value, render, target). The loss value is the one host sync of the step; it is checked
@@ -431,7 +441,18 @@ def train_step(model, optimizer, dstate, dcfg, data: TrainData, cfg: TrainConfig
     return value, out, target
 
 
-def train_loop(model, optimizer, dstate, data: TrainData, cfg: TrainConfig, gen, run: RunState, out_dir: Path, meta: dict, backend: str) -> bool:
+def train_loop(
+    model,
+    optimizer,
+    dstate,
+    data: TrainData,
+    cfg: TrainConfig,
+    gen,
+    run: RunState,
+    out_dir: Path,
+    meta: dict,
+    backend: str,
+) -> bool:
     """Iterate from ``run.iteration`` to the end; returns False when stopped early by ``stop_after``."""
     dcfg = densify_config(cfg)
     bar = _Progress(cfg.total_iterations, run.iteration)
@@ -511,10 +532,13 @@ def train(scene: ScenePaths, cfg: TrainConfig, fresh: bool = False) -> dict | No
             if old.name != f"iteration_{run.iteration}":
                 shutil.rmtree(old, ignore_errors=True)
     with run_info.step("evaluate"):
+        k = cfg.eval_max_images
+        views, frames = evaluate(final, data, data.views, backend, k), evaluate(final, data, data.frames, backend, k)
         metrics = {
-            "psnr_train": evaluate(final, data, data.views + data.frames, backend),
-            "psnr_views": evaluate(final, data, data.views, backend),
-            "psnr_heldout": evaluate(final, data, data.heldout, backend),
+            "psnr_train": _mean_psnr([(views, min(k, len(data.views))), (frames, min(k, len(data.frames)))]),
+            "psnr_views": views,
+            "psnr_video_train": frames,
+            "psnr_heldout": evaluate(final, data, data.heldout, backend, k),
             "n_gaussians": len(final.canonical),
             "n_moving": int(final.moving_idx.numel()),
             "iterations": run.iteration,
