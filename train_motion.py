@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: make the repository importable
@@ -66,6 +66,7 @@ class MotionConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     seed: int = 0
+    part2: dict = field(default_factory=dict)  # flows, 3D motion, video: scene.motion_steps.Part2Config
 
 
 @dataclass
@@ -139,8 +140,12 @@ def add_part1_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> MotionConfig:
+    from scene.motion_steps import part2_config
+
     fields = MotionConfig.__dataclass_fields__
-    return MotionConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    config = MotionConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    config.part2 = asdict(part2_config(args))
+    return config
 
 
 def parse_resolution(text: str | None, width: int, height: int) -> tuple[int, int]:
@@ -314,6 +319,9 @@ def motion_part1(scene: ScenePaths, config: MotionConfig, run: StageRun, device:
 
 def motion_part2(out: MotionPaths, part1: Part1, config: MotionConfig, run: StageRun) -> None:
     """PART 2 HOOK (issue #6): 2D flow per view, 3D motion optimisation, looping video, written into ``out``."""
+    from scene.motion_steps import Part2Inputs, part2_config, run_part2
+
+    run_part2(out, Part2Inputs.from_part1(part1), part2_config(config.part2), part1.device, run)
 
 
 def run_stage(config: MotionConfig) -> dict:
@@ -350,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI: part 1's options (part 2 adds its own here)."""
     parser = make_parser(__doc__.splitlines()[0], prog="train_motion.py")
     add_part1_args(parser)
+    from scene.motion_steps import add_part2_args
+
+    add_part2_args(parser)
     return parser
 
 
