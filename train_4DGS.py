@@ -32,7 +32,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     helps = field_help()
     for name, hint in typing.get_type_hints(TrainConfig).items():
         flag = f"--{name}"
-        kwargs: dict = {"default": None, "help": helps.get(name, "")}
+        kwargs: dict = {"default": None, "help": helps.get(name, "").replace("%", "%%")}
         origin = typing.get_origin(hint)
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)

@@ -187,6 +187,8 @@ def _cli(*args):
 
 
 def test_cli_refuses_bad_options_and_missing_stage(tmp_path, stage1):
+    helped = _cli("--help")
+    assert helped.returncode == 0 and "--flow_scale" in helped.stdout and "--max_gaussians" in helped.stdout
     bad = _cli("--input_dir", str(stage1.root), "--flow_scale", "-1", "--device", "cpu")
     assert bad.returncode == 2 and "flow_scale must be >= 0" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     nan = _cli("--input_dir", str(stage1.root), "--flow_scale", "nan", "--device", "cpu")
