@@ -27,12 +27,18 @@ from utils.console import info
 from utils.errors import UserError
 
 
+def _preset_value(name: str, field: str) -> object:
+    value = PRESETS[name].get(field, TrainConfig.__dataclass_fields__[field].default)
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     """One option per config field, typed from its annotation (defaults come from the preset)."""
     helps = field_help()
     for name, hint in typing.get_type_hints(TrainConfig).items():
         flag = f"--{name}"
-        kwargs: dict = {"default": None, "help": helps.get(name, "").replace("%", "%%")}
+        defaults = ", ".join(f"{p}: {_preset_value(p, name)}" for p in sorted(PRESETS))
+        kwargs: dict = {"default": None, "help": f"{helps.get(name, '')} [{defaults}]".replace("%", "%%")}
         origin = typing.get_origin(hint)
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
