@@ -206,7 +206,8 @@ class _Composite(torch.autograd.Function):
         trans = colors.new_ones(len(tl.counts), pixels, 1)
         batches = _plan_batches(tl, pixels, pad_id=len(means2d))
         total = sum(b.gids.numel() for b in batches) * pixels
-        cache = total <= CACHE_ELEMENTS.get(colors.device.type, CACHE_ELEMENTS["cpu"])
+        wants_grad = any(ctx.needs_input_grad[:4])
+        cache = wants_grad and total <= CACHE_ELEMENTS.get(colors.device.type, CACHE_ELEMENTS["cpu"])
         saved = []  # per batch: gathered [B, K] data (+ [B, P, K] state when caching)
         for batch in batches:
             g = _gather(batch, tl, *ext)
