@@ -2,6 +2,8 @@
 
     # this machine: per-frame time at 640x360 (synthetic scenes, a few frames of one path)
     .venv/bin/python scripts/benchmark_render.py --resolution 640x360 --gaussians 20000 100000 --frames 3 --paths side
+    # ... or Gaussians initialised from a stage-1 scene (train_motion.py's output), as train_4DGS.py starts
+    .venv/bin/python scripts/benchmark_render.py --resolution 640x360 --points demo/scene_0 --frames 3 --paths side
     # GPU machine: a trained scene at 1280x720, every default path, one loop each (+ synthetic sizes)
     python scripts/benchmark_render.py --scene ../shared/scenes/mom_scene_0 --resolution 1280x720 --gaussians 200000 1000000
 
@@ -54,9 +56,31 @@ def _row(name: str, model: LoopModel, options: RenderOptions, device: torch.devi
     )
 
 
+def _from_points(folder: str, n_frames: int, max_points: int, sh_degree: int) -> LoopModel:
+    """Untrained Gaussians initialised from a stage-1 scene exactly as train_4DGS.py starts (point subsample,
+    3-NN scales, opacity 0.5): a realistic count and size distribution without the training time."""
+    import numpy as np
+
+    from scene.deformation import DeformationConfig
+    from scene.gaussian_model import init_gaussians
+    from scene.io import read_cameras, read_npy, read_points
+
+    m = ScenePaths(folder).motion
+    cloud, cameras = read_points(m.points), read_cameras(m.cameras)
+    motion = read_npy(m.motion3d, (len(cloud), 3)) if m.motion3d.is_file() else np.zeros((len(cloud), 3), np.float32)
+    model = init_gaussians(
+        cloud, motion, n_frames, cameras[0].w2c, max_points=max_points, sh_degree=sh_degree, init_opacity=0.5,
+        deformation=DeformationConfig(), flow_scale=1.0,
+    ).export()  # fmt: skip
+    model.cameras = cameras
+    return model
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__.splitlines()[0], prog="benchmark_render.py")
     parser.add_argument("--scene", action="append", default=[], help="a trained scene folder (repeatable)")
+    parser.add_argument("--points", action="append", default=[], help="a stage-1 scene: untrained init (repeatable)")
+    parser.add_argument("--max_points", type=int, default=60000, help="Gaussians of a --points scene")
     parser.add_argument("--gaussians", type=int, nargs="*", default=[], help="synthetic scene sizes")
     parser.add_argument("--frames", type=int, default=60, help="frames per loop of the synthetic scenes")
     parser.add_argument("--resolution", default="640x360")
@@ -78,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         scene = ScenePaths(folder)
         rows.append(_row(scene.root.name, load_trained(scene, device=device), options, device, args.repeats))
+        print(rows[-1], flush=True)
+    for folder in args.points:
+        model = _from_points(folder, args.frames, args.max_points, sh_degree=1)
+        rows.append(_row(f"{Path(folder).name} (init)", model, options, device, args.repeats))
         print(rows[-1], flush=True)
     for n in args.gaussians:
         model = StandInLoop(n_gaussians=n, width=size[0], height=size[1], n_frames=args.frames, sh_degree=3)
