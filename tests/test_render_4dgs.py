@@ -342,3 +342,41 @@ def test_gpu_videos(tmp_path):
     for name in DEFAULT_PATHS:
         assert read_video(tmp_path / f"{name}.mp4").shape == (6, 720, 1280, 3)
     assert summary.render_fps > 0
+
+
+def test_interrupted_render_keeps_previous_outputs(tmp_path, model, monkeypatch):
+    """Ctrl-C mid-render: the previous video and frames stay as they were, no temporary files are left."""
+    import scene.render_video as rv
+
+    options = RenderOptions(paths=(PRESETS["side"],), size=(32, 24), save_frames=True)
+    render_videos(model, tmp_path, options, "cpu")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real = rv.render_frames
+
+    def interrupted(*args, **kwargs):
+        for j, item in enumerate(real(*args, **kwargs)):
+            if j == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(rv, "render_frames", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        render_videos(model, tmp_path, RenderOptions(paths=(PRESETS["side"],), size=(32, 24), save_frames=True), "cpu")
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before
+    assert not [p for p in tmp_path.rglob(".*")]
+
+
+def test_encoder_failure_is_raised(tmp_path, model, monkeypatch):
+    import scene.render_video as rv
+
+    def broken(path, frames, fps):
+        for i, _ in enumerate(frames):
+            if i == 1:
+                raise OSError("disk full")
+        return 0
+
+    monkeypatch.setattr(rv, "write_mp4", broken)
+    with pytest.raises(OSError, match="disk full"):
+        render_videos(model, tmp_path, RenderOptions(paths=(PRESETS["side"],), size=(32, 24)), "cpu")
+    assert not (tmp_path / "side.mp4").exists()
