@@ -8,7 +8,6 @@ low-pass added to the 2D covariance, near/far culling on the camera-space depth,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -140,8 +139,3 @@ def _extents(
     visible = opaque_enough & inside & ((rx > 0) | (ry > 0))
     footprint = torch.stack([exact * sx, exact * sy], dim=-1)
     return torch.stack([rx, ry], dim=-1).to(torch.int32), footprint, visible
-
-
-def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
-    """Number of tiles (columns, rows) covering the image."""
-    return math.ceil(width / tile_size), math.ceil(height / tile_size)

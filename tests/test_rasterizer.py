@@ -163,12 +163,12 @@ def test_matches_naive_reference_with_gradients(sh_degree):
         torch.testing.assert_close(got, want, msg=f"gradient of {name}")
 
 
-@pytest.mark.parametrize(("budget", "cache"), [(2000, 1 << 30), (2000, 0), (1 << 30, 0)])
+@pytest.mark.parametrize(("budget", "cache"), [(20_000, 1 << 30), (20_000, 0), (1 << 30, 0)])
 def test_batching_and_caching_do_not_change_the_result(monkeypatch, budget, cache):
     scene = random_scene(300, 64, 48, n_cams=2, seed=2, dtype=torch.float64).requires_grad_()
     out = render(**scene.inputs())
     grads = torch.autograd.grad(out.rgb.sum() + out.depth.sum(), scene.params())
-    monkeypatch.setitem(composite_mod.ELEMENT_BUDGET, "cpu", budget)  # 2000: many tiny batches
+    monkeypatch.setitem(composite_mod.ELEMENT_BUDGET, "cpu", budget)  # 20k: many small batches
     monkeypatch.setitem(composite_mod.CACHE_ELEMENTS, "cpu", cache)  # 0: the backward pass recomputes
     out2 = render(**scene.inputs())
     grads2 = torch.autograd.grad(out2.rgb.sum() + out2.depth.sum(), scene.params())
