@@ -163,6 +163,19 @@ def test_matches_naive_reference_with_gradients(sh_degree):
         torch.testing.assert_close(got, want, msg=f"gradient of {name}")
 
 
+@pytest.mark.parametrize(("width", "height"), [(37, 23), (1, 1), (3, 40)])
+def test_image_sizes_that_are_not_tile_multiples(width, height):
+    scene = random_scene(80, width, height, n_cams=2, seed=3, dtype=torch.float64, size_factor=2.0).requires_grad_()
+    out = render(**scene.inputs())
+    ref = naive_render(**scene.inputs())
+    assert out.rgb.shape == (2, height, width, 3)
+    torch.testing.assert_close(out.rgb, ref[0])
+    grads = torch.autograd.grad(out.rgb.sum() + out.alpha.sum(), scene.params())
+    ref_grads = torch.autograd.grad(ref[0].sum() + ref[2].sum(), scene.params())
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want)
+
+
 @pytest.mark.parametrize(("budget", "cache"), [(20_000, 1 << 30), (20_000, 0), (1 << 30, 0)])
 def test_batching_and_caching_do_not_change_the_result(monkeypatch, budget, cache):
     scene = random_scene(300, 64, 48, n_cams=2, seed=2, dtype=torch.float64).requires_grad_()
