@@ -49,8 +49,8 @@ def check_gaussians(means, quats, scales, opacities, colors, sh_degree) -> None:
     if n and bool((quats.norm(dim=-1) == 0).any()):
         raise ValueError("quats contains a zero quaternion; quaternions must have non-zero norm")
     check_shape("scales", check_tensor("scales", scales, dt, dev), (n, 3))
-    if n and bool((scales <= 0).any()):
-        raise ValueError("scales must be positive (pass activated scales, e.g. exp(log_scales))")
+    if n and bool((scales < 0).any()):  # 0 is allowed: exp() of very negative log-scales underflows to it
+        raise ValueError("scales must be non-negative (pass activated scales, e.g. exp(log_scales))")
     check_shape("opacities", check_tensor("opacities", opacities, dt, dev), (n,))
     if n and bool(((opacities < 0) | (opacities > 1)).any()):
         raise ValueError("opacities must lie in [0, 1] (pass activated opacities, e.g. sigmoid(logits))")

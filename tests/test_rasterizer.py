@@ -82,8 +82,9 @@ def gaussians(means, scales, opacities, colors, quats=None, dtype=torch.float64)
     )
 
 
-def test_single_gaussian_matches_closed_form():
-    z, s, op, f = 4.0, 0.3, 0.8, 30.0
+@pytest.mark.parametrize("s", [0.3, 0.0])  # 0: a point, only the 0.3-pixel low-pass remains
+def test_single_gaussian_matches_closed_form(s):
+    z, op, f = 4.0, 0.8, 30.0
     g = gaussians([[0.0, 0.0, z]], [[s, s, s]], [op], [[0.2, 0.5, 0.9]])
     viewmats, ks = one_camera(focal=f)
     out = render(**g, viewmats=viewmats, Ks=ks, width=W, height=H)
