@@ -71,7 +71,7 @@ def render(
     Args:
         means: [N, 3] world positions.
         quats: [N, 4] rotations, wxyz (normalised inside).
-        scales: [N, 3] positive standard deviations (already activated), world units.
+        scales: [N, 3] non-negative standard deviations (already activated), world units.
         opacities: [N] in [0, 1] (already activated).
         colors: [N, 3] RGB when ``sh_degree`` is None, else [N, K, 3] SH coefficients with K >= (sh_degree+1)^2
             (3DGS basis; direction = mean - camera centre; colour = SH + 0.5 clamped at 0).
