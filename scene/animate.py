@@ -7,7 +7,7 @@ depth orders them, :func:`scene.splat.zbuffer_splat`) and blended per pixel with
 and ``i/N`` (where only one splat covers a pixel it is used alone). Frame 0 is the photo (forward by
 0 steps, weight 1) and frame N would be the photo again (backward by 0 steps, weight 1): the loop
 closes without a seam. Pixels no splat reaches are filled from their neighbours inside the mask
-(normalised convolution, repeated); pixels outside the mask are the photo, unchanged.
+(pull-push over a pyramid); pixels outside the mask are the photo, unchanged.
 """
 
 from __future__ import annotations
@@ -51,28 +51,32 @@ def integrate(flow: Tensor, start: Tensor, steps: int, direction: float = 1.0) -
     return positions
 
 
-def fill_holes(image: Tensor, known: Tensor, region: Tensor, max_iterations: int = 64) -> Tensor:
-    """Fill pixels of ``region`` [H, W] not ``known`` [H, W] from known ones (normalised 3x3 averaging).
+def fill_holes(image: Tensor, known: Tensor, region: Tensor) -> Tensor:
+    """Fill the pixels of ``region`` [H, W] that are not ``known`` [H, W] from the known pixels of ``region``.
 
-    Repeats until every region pixel is reached (or ``max_iterations``); returns image [H, W, C].
+    Pull-push (a normalised-convolution pyramid): known colours are averaged down a pyramid of 2x2
+    blocks and each hole takes the upsampled average of the finest level that reaches it, so small
+    holes take their immediate neighbours and any hole is filled, in a few full-image passes.
+    Known pixels and pixels outside ``region`` are returned unchanged. image: [H, W, C].
     """
-    colour = (image * known[..., None]).permute(2, 0, 1)[None]
-    weight = known.to(image.dtype)[None, None]
-    out = image.clone()
     todo = region & ~known
-    for _ in range(max_iterations):
-        if not bool(todo.any()):
-            break
-        colour = F.avg_pool2d(colour, 3, stride=1, padding=1, count_include_pad=False)
-        weight = F.avg_pool2d(weight, 3, stride=1, padding=1, count_include_pad=False)
-        reached = todo & (weight[0, 0] > 1e-6)
-        out[reached] = (colour[0].permute(1, 2, 0)[reached] / weight[0, 0][reached][:, None]).to(out.dtype)
-        todo = todo & ~reached
-        # Pixels already known keep their exact values in the next round.
-        fixed = known | reached
-        colour = torch.where(fixed[None, None], out.permute(2, 0, 1)[None], colour)
-        weight = torch.where(fixed[None, None], torch.ones_like(weight), weight)
-        known = fixed
+    if not bool(todo.any()):
+        return image
+    source = (known & region).to(image.dtype)[None, None]
+    if not bool(source.any()):
+        return image
+    colours = [(image.permute(2, 0, 1)[None] * source, source)]
+    while min(colours[-1][1].shape[-2:]) > 1:
+        c, w = colours[-1]
+        colours.append((F.avg_pool2d(c, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
+    # Coarse to fine: where a level has no weight, take the (already filled) coarser level.
+    filled = colours[-1][0] / colours[-1][1].clamp(min=1e-12)
+    for c, w in reversed(colours[:-1]):
+        up = F.interpolate(filled, size=c.shape[-2:], mode="bilinear", align_corners=False)
+        own = c / w.clamp(min=1e-12)
+        filled = torch.where(w > 1e-6, own, up)
+    out = image.clone()
+    out[todo] = filled[0].permute(1, 2, 0)[todo].to(out.dtype)
     return out
 
 
@@ -186,7 +190,7 @@ class LoopAnimator:
         blend = (fwd * w_f[..., None] + bwd * w_b[..., None]) / total.clamp(min=1e-12)[..., None]
         # A pixel reached only by the splat whose weight is nearly 0 would show content displaced by
         # up to N steps (particles piled up at the mask's edge): treat it as a hole instead.
-        known = (total >= self.min_weight) | ~self.mask
+        known = total >= self.min_weight
         out = torch.where(self.mask[..., None], blend, self.image)
         out = fill_holes(out, known, self.mask)
         return out.clamp(0.0, 1.0)
