@@ -376,3 +376,33 @@ def fit_motion(
         fit.epe = end_point_error(pred, targets, visible)
     fit.seconds = time.perf_counter() - start
     return fit
+
+
+# ----------------------------------------------------------------------------- a known answer
+
+
+def synthetic_problem(
+    n_points: int = 3000, width: int = 96, height: int = 64, n_views: int = 25, seed: int = 0
+) -> tuple[Tensor, Tensor, list[Camera], Tensor, Tensor]:
+    """A problem with a known answer (tests, benchmarks): points on receding ground and a far layer,
+    a smooth known 3D motion, the real view set (scene.views) at ``width`` x ``height``.
+
+    Returns (xyz [P, 3], motion [P, 3], cameras, targets [V, P, 2], visible [V, P]) with targets the
+    exact projections of the known motion: mutually consistent by construction.
+    """
+    from scene.views import source_camera, view_cameras
+
+    g = torch.Generator().manual_seed(seed)
+    cams = view_cameras(source_camera(width, height), n_views)
+    n_far = n_points // 4
+    z = torch.cat([2.0 + 18.0 * torch.rand(n_points - n_far, generator=g), 60 + 20 * torch.rand(n_far, generator=g)])
+    x = (torch.rand(n_points, generator=g) - 0.5) * 0.8 * z
+    y = torch.cat([torch.full((n_points - n_far,), 1.0), -0.2 * z[-n_far:] * torch.rand(n_far, generator=g)])
+    xyz = torch.stack([x, y, z], 1)
+    s = z / 80.0  # about one pixel per frame at any depth
+    motion = torch.stack([0.6 * s * torch.cos(x / 4), 0.1 * s * torch.sin(z / 5), -0.5 * s * torch.sin(x / 3)], 1)
+    targets = projected_flow(xyz, motion, cams)
+    uv, depth = project_views(xyz, *camera_tensors(cams))
+    visible = (depth > 0) & (uv[..., 0] > -0.5) & (uv[..., 0] < width - 0.5)
+    visible &= (uv[..., 1] > -0.5) & (uv[..., 1] < height - 0.5)
+    return xyz, motion, cams, targets, visible

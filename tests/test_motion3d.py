@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from scene.flow import camera_tensors, project_views
 from scene.io import Camera
 from scene.motion3d import (
     MotionConfig,
@@ -17,6 +16,7 @@ from scene.motion3d import (
     knn_edges,
     projected_flow,
     sample_flow_targets,
+    synthetic_problem,
 )
 from scene.views import source_camera, view_cameras
 
@@ -29,30 +29,8 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
-def motion_problem(n_points: int = 3000, width: int = 96, height: int = 64, n_views: int = 25, seed: int = 0):
-    """Points on receding ground and a far layer, a smooth known 3D motion, the real view set.
-
-    Returns (xyz [P, 3], motion [P, 3], cameras, targets [V, P, 2], visible [V, P]) with targets the
-    exact projections of the known motion: mutually consistent by construction.
-    """
-    g = torch.Generator().manual_seed(seed)
-    cams = view_cameras(source_camera(width, height), n_views)
-    n_far = n_points // 4
-    z = torch.cat([2.0 + 18.0 * torch.rand(n_points - n_far, generator=g), 60 + 20 * torch.rand(n_far, generator=g)])
-    x = (torch.rand(n_points, generator=g) - 0.5) * 0.8 * z
-    y = torch.cat([torch.full((n_points - n_far,), 1.0), -0.2 * z[-n_far:] * torch.rand(n_far, generator=g)])
-    xyz = torch.stack([x, y, z], 1)
-    s = z / 80.0  # about one pixel per frame at any depth
-    motion = torch.stack([0.6 * s * torch.cos(x / 4), 0.1 * s * torch.sin(z / 5), -0.5 * s * torch.sin(x / 3)], 1)
-    targets = projected_flow(xyz, motion, cams)
-    uv, depth = project_views(xyz, *camera_tensors(cams))
-    visible = (depth > 0) & (uv[..., 0] > -0.5) & (uv[..., 0] < width - 0.5)
-    visible &= (uv[..., 1] > -0.5) & (uv[..., 1] < height - 0.5)
-    return xyz, motion, cams, targets, visible
-
-
 def test_projected_flow_matches_naive():
-    xyz, motion, cams, targets, _ = motion_problem(50, n_views=4)
+    xyz, motion, cams, targets, _ = synthetic_problem(50, n_views=4)
     for v, cam in enumerate(cams):
         for p in (0, 17, 49):
             a, b = xyz[p].double().numpy(), (xyz[p] + motion[p]).double().numpy()
@@ -65,7 +43,7 @@ def test_projected_flow_matches_naive():
 
 
 def test_l1_gradient_matches_autograd():
-    xyz, _, cams, targets, visible = motion_problem(200, n_views=6)
+    xyz, _, cams, targets, visible = synthetic_problem(200, n_views=6)
     views = _Views(cams, xyz.device)
     w = torch.rand(200, 6, dtype=torch.float32) * visible.T
     uv0 = views.project(xyz)[0]
@@ -94,7 +72,7 @@ def test_prior_gradient_matches_autograd():
 
 def test_recovers_known_motion():
     """Mutually consistent targets: EPE <= 0.01 px/frame (the issue's bar) and the 3D motion itself."""
-    xyz, motion, cams, targets, visible = motion_problem()
+    xyz, motion, cams, targets, visible = synthetic_problem()
     edges = knn_edges(xyz, torch.zeros(len(xyz), dtype=torch.long), 6)
     fit = fit_motion(xyz, cams, targets, visible, edges, MotionConfig(iterations=60))
     assert fit.epe_initial > 0.3  # the targets are real motion, ~0.5 px/frame
@@ -107,14 +85,14 @@ def test_recovers_known_motion():
 
 def test_adam_from_zero_converges():
     """Without the Gauss-Newton start, Adam alone still drives the L1 loss down by > 20x."""
-    xyz, _, cams, targets, visible = motion_problem(1000)
+    xyz, _, cams, targets, visible = synthetic_problem(1000)
     fit = fit_motion(xyz, cams, targets, visible, None, MotionConfig(iterations=150, init="zero", lr=0.2))
     assert fit.data_loss[-1] < fit.data_loss[0] / 20
     assert fit.epe < 0.05 < fit.epe_initial
 
 
 def test_smoothness_moves_unconstrained_points_with_their_region():
-    xyz, _, cams, targets, visible = motion_problem(1500)
+    xyz, _, cams, targets, visible = synthetic_problem(1500)
     blind = torch.zeros(len(xyz), dtype=torch.bool)
     blind[::10] = True  # no view constrains these points
     visible = visible & ~blind[None]
@@ -155,7 +133,7 @@ def test_knn_edges_stay_in_region():
 
 
 def test_bad_input_raises():
-    xyz, _, cams, targets, visible = motion_problem(20, n_views=3)
+    xyz, _, cams, targets, visible = synthetic_problem(20, n_views=3)
     with pytest.raises(ValueError, match="targets must be"):
         fit_motion(xyz, cams, targets[:, :10], visible)
     with pytest.raises(TypeError, match="visible must be a bool"):
