@@ -96,9 +96,10 @@ def _video_views(scene: ScenePaths) -> list[int]:
 
 
 def _n_video_frames(scene: ScenePaths, manifest: dict, views: list[int]) -> int:
-    n = (manifest.get("config") or {}).get("n_frames")
-    if isinstance(n, int) and n >= 1:
-        return n
+    config = manifest.get("config") or {}
+    for n in (config.get("n_frames"), (config.get("part2") or {}).get("n_frames")):  # train_motion nests it
+        if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+            return n
     counts = [len(list((scene.motion.video_dir / f"{v:02d}").glob("*.png"))) for v in views]
     return max(counts, default=1)
 
