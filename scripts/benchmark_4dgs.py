@@ -60,6 +60,27 @@ def _synthetic(size: str, work: Path) -> ScenePaths:
     return make_stage1_scene(work, w, h, n_frames=16)
 
 
+def _warm_up_gsplat() -> None:
+    """gsplat JIT-builds its CUDA extension on first use (about a minute): do it before timing."""
+    from gaussian_renderer import render
+
+    dev = torch.device("cuda")
+    n = 16
+    render(
+        torch.randn(n, 3, device=dev) + torch.tensor([0.0, 0.0, 4.0], device=dev),
+        torch.tensor([1.0, 0, 0, 0], device=dev).repeat(n, 1),
+        torch.full((n, 3), 0.1, device=dev),
+        torch.full((n,), 0.5, device=dev),
+        torch.rand(n, 3, device=dev),
+        torch.eye(4, device=dev)[None],
+        torch.tensor([[[32.0, 0, 16], [0, 32, 16], [0, 0, 1]]], device=dev),
+        32,
+        32,
+        backend="gsplat",
+    )
+    torch.cuda.synchronize()
+
+
 def _peak_cpu_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
@@ -94,6 +115,7 @@ def main(argv=None) -> int:
     cfg = train_4DGS.build_config(args)
     cuda = torch.cuda.is_available() and cfg.device != "cpu"
     if cuda:
+        _warm_up_gsplat()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     metrics = train(scene, cfg, fresh=True)
