@@ -104,23 +104,21 @@ def soft_splat(
     taps = base[:, None, :] + corners[None]  # [P, 4, 2]
     wx = torch.where(corners[None, :, 0] > 0, frac[:, None, 0], 1 - frac[:, None, 0])
     wy = torch.where(corners[None, :, 1] > 0, frac[:, None, 1], 1 - frac[:, None, 1])
-    weight = wx * wy  # [P, 4]
-    ok = (weight > 0) & (taps[..., 0] >= 0) & (taps[..., 0] < width) & (taps[..., 1] >= 0) & (taps[..., 1] < height)
-    ok &= torch.isfinite(z)[:, None] & (z > 0)[:, None]
-    point = torch.arange(len(uv), device=uv.device)[:, None].expand(-1, 4)[ok]
-    pixel = (taps[..., 1] * width + taps[..., 0])[ok].long()
-    weight = weight[ok]
-    pz = z[point]
+    # No boolean indexing below: taps off the image or unused get weight 0 on a clamped pixel (faster).
+    ok = (taps[..., 0] >= 0) & (taps[..., 0] < width) & (taps[..., 1] >= 0) & (taps[..., 1] < height)
+    ok &= (torch.isfinite(z) & (z > 0))[:, None]
+    weight = torch.where(ok, wx * wy, torch.zeros_like(wx))  # [P, 4]
+    pixel = (taps[..., 1].clamp(0, height - 1) * width + taps[..., 0].clamp(0, width - 1)).long()
+    pz = z[:, None].expand(-1, 4)
     zmin = torch.full((n_pix,), float("inf"), device=uv.device, dtype=z.dtype)
-    strong = weight >= 0.1
-    zmin.scatter_reduce_(0, pixel[strong], pz[strong], reduce="amin", include_self=True)
-    tol = depth_tolerance[point] if isinstance(depth_tolerance, Tensor) else depth_tolerance
-    keep = pz <= zmin[pixel] * (1.0 + tol)
-    pixel, weight, point = pixel[keep], weight[keep], point[keep]
+    zmin.scatter_reduce_(0, pixel.reshape(-1), torch.where(weight >= 0.1, pz, torch.inf).reshape(-1), reduce="amin")
+    tol = depth_tolerance[:, None] if isinstance(depth_tolerance, Tensor) else depth_tolerance
+    weight = torch.where(pz <= zmin[pixel] * (1.0 + tol), weight, torch.zeros_like(weight)).reshape(-1, 1)
+    pixel = pixel.reshape(-1)
     acc = torch.zeros(n_pix, values.shape[1], device=uv.device, dtype=values.dtype)
-    acc.index_add_(0, pixel, values[point] * weight[:, None].to(values.dtype))
+    acc.index_add_(0, pixel, (values[:, None, :] * weight.view(-1, 4, 1).to(values.dtype)).reshape(-1, values.shape[1]))
     cover = torch.zeros(n_pix, device=uv.device, dtype=values.dtype)
-    cover.index_add_(0, pixel, weight.to(values.dtype))
+    cover.index_add_(0, pixel, weight[:, 0].to(values.dtype))
     image = acc / cover.clamp(min=1e-12)[:, None]
     return image.reshape(height, width, -1), cover.reshape(height, width)
 

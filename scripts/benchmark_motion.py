@@ -74,6 +74,9 @@ def run_once(folder: Path, args) -> dict:
     argv += ["--threads", str(args.threads)]
     if args.resolution:
         argv += ["--resolution", args.resolution]
+    for flag in ("train_iteration", "n_frames", "video_views"):  # part 2 (flows, 3D motion, video)
+        if getattr(args, flag, None) is not None:
+            argv += [f"--{flag}", str(getattr(args, flag))]
     config = train_motion.config_from_args(train_motion.build_parser().parse_args(argv))
     if args.device == "cuda":
         torch.cuda.synchronize()
@@ -101,6 +104,53 @@ def table(runs: list[dict], splat_s: float, args, peak_host_mb: float, peak_gpu_
     if peak_gpu_mb is not None:
         lines.append(f"| peak GPU memory (allocated), MB | {peak_gpu_mb:.0f} |")
     lines.append(f"| zbuffer_splat, 1 M points at 1280x720 | {splat_s:.3f} |")
+    part2 = runs[0]["info"].get("part2")
+    if part2:
+        lines.append(
+            f"\npart 2: {part2['moving_points']} moving points, final multi-view EPE "
+            f"{part2['epe_px_per_frame']:.4f} px/frame, videos of views {[v['view'] for v in part2['videos']]}"
+        )
+    return "\n".join(lines)
+
+
+def convergence_table(device: str, n_points: int = 20000, steps: Sequence[int] = (0, 25, 50, 100, 200)) -> str:
+    """Final EPE of the 3D motion optimisation vs steps on a problem with a known answer (scene/motion3d.py).
+
+    Rows: ours (Gauss-Newton start + Adam), Adam from zero, and plain SGD on the mean-reduced L1 in
+    world units from zero (the original's optimiser; lr 0.01).
+    """
+    from scene.motion3d import MotionConfig, end_point_error, fit_motion, projected_flow, synthetic_problem
+
+    xyz, _, cams, targets, visible = synthetic_problem(n_points, 320, 180)
+    xyz, targets, visible = xyz.to(device), targets.to(device), visible.to(device)
+    lines = [
+        f"3D motion optimisation, {n_points} points x {len(cams)} views, known motion (targets consistent), "
+        f"device {device}: final EPE px/frame (seconds)",
+        "",
+        "| steps | " + " | ".join(str(s) for s in steps) + " |",
+        "| --- |" + " ---: |" * len(steps),
+    ]
+    for name, init, lr in (("GN start + Adam (ours)", "gauss_newton", 0.02), ("Adam from zero", "zero", 0.2)):
+        cells = []
+        for n in steps:
+            fit = fit_motion(xyz, cams, targets, visible, None, MotionConfig(iterations=n, init=init, lr=lr))
+            cells.append(f"{fit.epe:.4f} ({fit.seconds:.1f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells = []
+    for n in steps:
+        motion = torch.zeros_like(xyz, requires_grad=True)
+        opt = torch.optim.SGD([motion], lr=0.01)
+        start = time.perf_counter()
+        for _ in range(n):
+            pred = projected_flow(xyz, motion, cams)
+            loss = ((pred - targets).abs().sum(-1)[visible]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            epe = end_point_error(projected_flow(xyz, motion, cams), targets, visible)
+        cells.append(f"{epe:.4f} ({time.perf_counter() - start:.1f})")
+    lines.append("| SGD, mean L1, world units (original) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -114,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--train_iteration", type=int, default=None, help="part 2: 3D motion steps (default: its own)")
+    parser.add_argument("--n_frames", type=int, default=None, help="part 2: frames of the loop (default: its own)")
+    parser.add_argument("--video_views", default=None, help='part 2: views to animate ("0", "all"; default "0")')
+    parser.add_argument(
+        "--convergence", action="store_true", help="only print the 3D motion convergence table (synthetic, fast)"
+    )
     args = parser.parse_args(argv)
     if not (args.scene / "image.json").is_file():
         raise SystemExit(f"{args.scene} has no image.json (set --scene)")
@@ -121,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--device cuda: CUDA is not available here")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.convergence:
+        print(convergence_table(args.device))
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-motion-") as tmp:
         folder = prepare_scene(args.scene, Path(tmp))
         if args.device == "cuda":
