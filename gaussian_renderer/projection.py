@@ -42,12 +42,6 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
     return torch.stack(rows, dim=-1).reshape(*quats.shape[:-1], 3, 3)
 
 
-def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
-    """World-space covariances [N, 3, 3] = R S S^T R^T from quats [N, 4] and scales [N, 3]."""
-    m = quat_to_rotmat(quats) * scales[..., None, :]
-    return m @ m.transpose(-1, -2)
-
-
 def _fov_limits(ks: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Clamp limits [C, 1] of x/z and y/z (1.3x the half field of view, as gsplat/3DGS)."""
     fx, fy, cx, cy = ks[:, 0, 0], ks[:, 1, 1], ks[:, 0, 2], ks[:, 1, 2]
@@ -59,8 +53,14 @@ def _fov_limits(ks: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Te
     return lim_xp[:, None], lim_xn[:, None], lim_yp[:, None], lim_yn[:, None]
 
 
-def _screen_covariance(means_c: Tensor, cov_c: Tensor, z: Tensor, ks: Tensor, width: int, height: int) -> Tensor:
-    """2D covariance [C, N, 2, 2] = J cov_c J^T with the clamped perspective Jacobian."""
+def _screen_covariance(
+    means_c: Tensor, z: Tensor, rot: Tensor, quats: Tensor, scales: Tensor, ks: Tensor, width: int, height: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Entries (a, b, c) [C, N] of the 2D covariance [[a, b], [b, c]] = (J W M)(J W M)^T.
+
+    J is the perspective Jacobian (centre clamped to 1.3x the field of view), W the camera rotation [C, 3, 3],
+    M = R S the Gaussian's [N, 3, 3] factor. Written with broadcasting: batched tiny matmuls are slow on CPU.
+    """
     fx, fy = ks[:, 0, 0][:, None], ks[:, 1, 1][:, None]
     lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(ks, width, height)
     x, y = means_c[..., 0], means_c[..., 1]
@@ -68,11 +68,12 @@ def _screen_covariance(means_c: Tensor, cov_c: Tensor, z: Tensor, ks: Tensor, wi
     tx = z * torch.minimum(lim_xp, torch.maximum(-lim_xn, x / z))
     ty = z * torch.minimum(lim_yp, torch.maximum(-lim_yn, y / z))
     zeros = torch.zeros_like(z)
-    jac = torch.stack(
-        [fx / z, zeros, -fx * tx / (z * z), zeros, fy / z, -fy * ty / (z * z)],
-        dim=-1,
-    ).reshape(*z.shape, 2, 3)
-    return jac @ cov_c @ jac.transpose(-1, -2)
+    jac = torch.stack([fx / z, zeros, -fx * tx / (z * z), zeros, fy / z, -fy * ty / (z * z)], dim=-1)
+    jw = torch.einsum("cnij,cjk->cnik", jac.reshape(*z.shape, 2, 3), rot)  # [C, N, 2, 3]
+    m = quat_to_rotmat(quats) * scales[:, None, :]  # [N, 3, 3]
+    jwm = (jw[..., :, :, None] * m[None, :, None, :, :]).sum(dim=-2)  # [C, N, 2, 3]
+    row0, row1 = jwm[..., 0, :], jwm[..., 1, :]
+    return (row0 * row0).sum(-1), (row0 * row1).sum(-1), (row1 * row1).sum(-1)
 
 
 def project_gaussians(
@@ -101,11 +102,8 @@ def project_gaussians(
     in_range = (z_raw >= near) & (z_raw <= far)
     # Double-where: culled entries get z = 1 so that 1/z stays finite in forward and backward.
     z = torch.where(in_range, z_raw, torch.ones_like(z_raw))
-    cov_c = rot[:, None] @ covariance_3d(quats, scales)[None] @ rot[:, None].transpose(-1, -2)
-    cov2d = _screen_covariance(means_c, cov_c, z, ks, width, height)
-    a = cov2d[..., 0, 0] + EPS2D
-    b = 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0])
-    c = cov2d[..., 1, 1] + EPS2D
+    a, b, c = _screen_covariance(means_c, z, rot, quats, scales, ks, width, height)
+    a, c = a + EPS2D, c + EPS2D
     det = a * c - b * b
     det_ok = det > 0
     det_safe = torch.where(det_ok, det, torch.ones_like(det))
