@@ -258,7 +258,8 @@ def draw_flow_arrows(
 ) -> np.ndarray:
     """Arrows of a flow on a grid over ``image`` (H, W, 3 uint8), hints in red; returns a new image.
 
-    Arrow length shows the motion over 30 frames (a second at 30 fps).
+    Arrow length shows the motion over 30 frames (a second at 30 fps), shortened for fast flows so that
+    the longest arrow spans 1.5 grid cells.
     """
     import cv2
 
@@ -266,12 +267,14 @@ def draw_flow_arrows(
     h, w = flow.shape[:2]
     step = step or max(8, round(max(h, w) / 40))
     thick = max(1, round(max(h, w) / 800))
+    peak = float(np.hypot(flow[..., 0], flow[..., 1]).max())
+    frames = min(30.0, 1.5 * step / peak) if peak > 0 else 30.0
     for y in range(step // 2, h, step):
         for x in range(step // 2, w, step):
             fx, fy = flow[y, x]
             if fx * fx + fy * fy < 1e-8:
                 continue
-            end = (round(x + 30 * fx), round(y + 30 * fy))
+            end = (round(x + frames * fx), round(y + frames * fy))
             cv2.arrowedLine(out, (x, y), end, (255, 255, 0), thick, cv2.LINE_AA, tipLength=0.3)
     for hint in hints or []:
         a = tuple(round(v) for v in hint.start)
