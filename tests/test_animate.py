@@ -34,7 +34,7 @@ def river():
     mask = torch.as_tensor(scene.regions > 0)
     animator = LoopAnimator(image, flow, mask, depth, n_frames=60)
     frames = torch.stack(list(animator.frames()))
-    return {"image": image, "flow": flow, "mask": mask, "animator": animator, "frames": frames}
+    return {"image": image, "flow": flow, "mask": mask, "depth": depth, "animator": animator, "frames": frames}
 
 
 def test_first_frame_is_the_photo_and_loop_closes(river):
@@ -157,3 +157,12 @@ def test_bad_input_raises():
         LoopAnimator(image, flow, mask, depth, 0)
     with pytest.raises(ValueError, match="frame index"):
         LoopAnimator(image, flow, mask, depth, 4).frame(5)
+
+
+@pytest.mark.gpu
+def test_cuda_frames_match_cpu(river):
+    a = river["animator"]
+    gpu = LoopAnimator(a.image.cuda(), a.flow.cuda(), a.mask.cuda(), river["depth"].cuda(), a.n)
+    assert torch.equal(gpu.frame(0).cpu(), river["frames"][0])
+    diff = (gpu.frame(20).cpu() - river["frames"][20]).abs()
+    assert float(diff.mean()) < 1e-3 and float((diff > 2 / 255).float().mean()) < 0.01

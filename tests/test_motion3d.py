@@ -153,3 +153,14 @@ def test_no_moving_points():
     cams = view_cameras(source_camera(32, 24), 3)
     fit = fit_motion(torch.zeros(0, 3), cams, torch.zeros(3, 0, 2), torch.zeros(3, 0, dtype=torch.bool))
     assert fit.motion.shape == (0, 3)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    xyz, _, cams, targets, visible = synthetic_problem(2000)
+    edges = knn_edges(xyz, torch.zeros(len(xyz), dtype=torch.long), 6)
+    config = MotionConfig(iterations=30)
+    cpu = fit_motion(xyz, cams, targets, visible, edges, config)
+    gpu = fit_motion(xyz.cuda(), cams, targets.cuda(), visible.cuda(), edges.cuda(), config)
+    assert gpu.motion.is_cuda and gpu.epe <= 0.01
+    torch.testing.assert_close(gpu.motion.cpu(), cpu.motion, rtol=0, atol=1e-3 * float(cpu.motion.abs().max()))
