@@ -229,6 +229,30 @@ def test_losses():
         l1_loss(x, y, w[0])
 
 
+def _ssim_reference(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """3DGS's SSIM with a full 11x11 Gaussian window (float64), the separable version's reference."""
+    x, y = x.double().permute(0, 3, 1, 2), y.double().permute(0, 3, 1, 2)
+    r = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-(r**2) / (2 * 1.5**2))
+    g = g / g.sum()
+    w = (g[:, None] * g[None, :]).expand(3, 1, 11, 11)
+
+    def blur(img):
+        return torch.nn.functional.conv2d(img, w, padding=5, groups=3)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    return (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean()
+
+
+def test_ssim_matches_full_window_reference():
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(1, 19, 23, 3, generator=g)
+    y = (x + 0.2 * torch.rand(1, 19, 23, 3, generator=g)).clamp(0, 1)
+    assert math.isclose(float(ssim(x, y)), float(_ssim_reference(x, y)), abs_tol=1e-5)
+
+
 # ----------------------------------------------------------------------------- config
 
 
