@@ -9,7 +9,8 @@ Scenes come from gaussian_renderer.testing.random_scene (the tests' builder: Gau
 depths 2..8, ~30 overlapping splats per pixel, alpha ~0.9). "fwd" runs under torch.no_grad(); "fwd+bwd" renders
 with gradients enabled on the five Gaussian parameters and back-propagates a loss using rgb, depth and alpha.
 Times are wall clock with CUDA synchronisation; the median and the minimum over --repeats runs are shown
-(the minimum is the fairer figure on a shared CPU). Needs torch, numpy, scipy (+ gsplat on CUDA); not plyfile.
+(the minimum is the fairer figure on a shared CPU); "CPU ms" is the median process CPU time (all threads)
+of fwd+bwd, which a loaded machine inflates less than wall time. Needs torch, numpy, scipy (+ gsplat on CUDA); not plyfile.
 """
 
 from __future__ import annotations
@@ -53,19 +54,20 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls after one untimed warm-up."""
+def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of ``repeats`` calls after one untimed warm-up."""
     fn()
-    out = []
+    wall, cpu = [], []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
 def _bench_one(backend: str, n: int, width: int, height: int, sh_degree: int | None, repeats: int, device):
@@ -88,8 +90,9 @@ def _bench_one(backend: str, n: int, width: int, height: int, sh_degree: int | N
 
 def _row(device, backend, n, width, height, fwd, fwdbwd) -> str:
     ms = lambda xs: f"{1e3 * statistics.median(xs):.1f} / {1e3 * min(xs):.1f}"  # noqa: E731
-    fps = 1.0 / statistics.median(fwd)
-    return f"| {device} | {backend} | {n} | {width}x{height} | {ms(fwd)} | {fps:.1f} | {ms(fwdbwd)} |"
+    fps = 1.0 / statistics.median(fwd[0])
+    cpu = f"{1e3 * statistics.median(fwdbwd[1]):.1f}"
+    return f"| {device} | {backend} | {n} | {width}x{height} | {ms(fwd[0])} | {fps:.1f} | {ms(fwdbwd[0])} | {cpu} |"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,15 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = args.gaussians or ([200_000, 1_000_000] if use_cuda else [20_000])
     name = torch.cuda.get_device_name(device) if use_cuda else f"cpu ({torch.get_num_threads()} threads)"
     print(f"torch {torch.__version__}, {name}, sh_degree={args.sh_degree}")
-    print("| device | backend | Gaussians | size | fwd ms (median / min) | fwd FPS | fwd+bwd ms (median / min) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| device | backend | Gaussians | size | fwd ms (median / min) | fwd FPS | fwd+bwd ms (median / min) "
+        "| fwd+bwd CPU ms |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for backend in backends:
         repeats = args.ref_repeats if (use_cuda and backend == "torch") else args.repeats
         for n in counts:
             try:
                 fwd, fwdbwd = _bench_one(backend, n, width, height, args.sh_degree, repeats, device)
             except torch.cuda.OutOfMemoryError:
-                print(f"| {device.type} | {backend} | {n} | {width}x{height} | out of memory | - | - |")
+                print(f"| {device.type} | {backend} | {n} | {width}x{height} | out of memory | - | - | - |")
                 torch.cuda.empty_cache()
                 continue
             print(_row(device.type, backend, n, width, height, fwd, fwdbwd), flush=True)
