@@ -1,4 +1,9 @@
-"""Argument validation for :func:`gaussian_renderer.render` (ValueError/TypeError naming the argument)."""
+"""Argument validation for :func:`gaussian_renderer.render` (ValueError/TypeError naming the argument).
+
+Types, shapes, dtypes and devices are checked at once; conditions on values (finite, ranges) are gathered as
+device scalars and read back with one synchronisation (:class:`ValueChecks`), which keeps validation cheap
+on CUDA.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,30 @@ from torch import Tensor
 from .sh import MAX_SH_DEGREE, num_sh_bases
 
 
-def check_tensor(name: str, x: object, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Tensor:
-    """Require a floating tensor (of ``dtype`` / on ``device`` when given) with finite values."""
+class ValueChecks:
+    """Value conditions on tensors, evaluated together by :meth:`raise_first`."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[Tensor, str]] = []
+
+    def add(self, bad: Tensor, message: str) -> None:
+        """Register a boolean scalar tensor that is True when the input is bad."""
+        self._items.append((bad.reshape(()), message))
+
+    def raise_first(self) -> None:
+        """Raise ValueError with the message of the first bad condition, if any."""
+        if not self._items:
+            return
+        flags = torch.stack([bad for bad, _ in self._items]).tolist()
+        for flag, (_, message) in zip(flags, self._items):
+            if flag:
+                raise ValueError(message)
+
+
+def check_tensor(
+    name: str, x: object, checks: ValueChecks, dtype: torch.dtype | None = None, device: torch.device | None = None
+) -> Tensor:
+    """Require a floating tensor (of ``dtype`` / on ``device`` when given); finiteness goes to ``checks``."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -18,8 +45,7 @@ def check_tensor(name: str, x: object, dtype: torch.dtype | None = None, device:
         raise TypeError(f"{name} has dtype {x.dtype} but means has {dtype}; use one dtype for all inputs")
     if device is not None and x.device != device:
         raise ValueError(f"{name} is on {x.device} but means is on {device}; put all inputs on one device")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains non-finite values (nan or inf)")
+    checks.add(~torch.isfinite(x).all(), f"{name} contains non-finite values (nan or inf)")
     return x
 
 
@@ -40,21 +66,21 @@ def check_size(name: str, value: object) -> int:
     return value
 
 
-def check_gaussians(means, quats, scales, opacities, colors, sh_degree) -> None:
+def check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks: ValueChecks) -> None:
     """Validate the per-Gaussian tensors against means [N, 3]."""
-    check_tensor("means", means)
-    check_shape("means", means, (None, 3))
+    check_shape("means", check_tensor("means", means, checks), (None, 3))
     n, dt, dev = means.shape[0], means.dtype, means.device
-    check_shape("quats", check_tensor("quats", quats, dt, dev), (n, 4))
-    if n and bool((quats.norm(dim=-1) == 0).any()):
-        raise ValueError("quats contains a zero quaternion; quaternions must have non-zero norm")
-    check_shape("scales", check_tensor("scales", scales, dt, dev), (n, 3))
-    if n and bool((scales < 0).any()):  # 0 is allowed: exp() of very negative log-scales underflows to it
-        raise ValueError("scales must be non-negative (pass activated scales, e.g. exp(log_scales))")
-    check_shape("opacities", check_tensor("opacities", opacities, dt, dev), (n,))
-    if n and bool(((opacities < 0) | (opacities > 1)).any()):
-        raise ValueError("opacities must lie in [0, 1] (pass activated opacities, e.g. sigmoid(logits))")
-    check_tensor("colors", colors, dt, dev)
+    check_shape("quats", check_tensor("quats", quats, checks, dt, dev), (n, 4))
+    checks.add((quats == 0).all(dim=-1).any(), "quats contains a zero quaternion; quaternions must have non-zero norm")
+    check_shape("scales", check_tensor("scales", scales, checks, dt, dev), (n, 3))
+    # 0 is allowed: exp() of very negative log-scales underflows to it.
+    checks.add((scales < 0).any(), "scales must be non-negative (pass activated scales, e.g. exp(log_scales))")
+    check_shape("opacities", check_tensor("opacities", opacities, checks, dt, dev), (n,))
+    checks.add(
+        ((opacities < 0) | (opacities > 1)).any(),
+        "opacities must lie in [0, 1] (pass activated opacities, e.g. sigmoid(logits))",
+    )
+    check_tensor("colors", colors, checks, dt, dev)
     if sh_degree is None:
         check_shape("colors", colors, (n, 3))
         return
@@ -68,27 +94,29 @@ def check_gaussians(means, quats, scales, opacities, colors, sh_degree) -> None:
         )
 
 
-def check_cameras(viewmats, ks, width, height, means: Tensor) -> int:
+def check_cameras(viewmats, ks, width, height, means: Tensor, checks: ValueChecks) -> int:
     """Validate viewmats [C, 4, 4], Ks [C, 3, 3] and the image size; returns C."""
-    check_tensor("viewmats", viewmats, means.dtype, means.device)
+    check_tensor("viewmats", viewmats, checks, means.dtype, means.device)
     check_shape("viewmats", viewmats, (None, 4, 4))
     n_cams = viewmats.shape[0]
     if n_cams == 0:
         raise ValueError("viewmats must hold at least one camera, got shape [0, 4, 4]")
-    check_tensor("Ks", ks, means.dtype, means.device)
+    check_tensor("Ks", ks, checks, means.dtype, means.device)
     check_shape("Ks", ks, (n_cams, 3, 3))
-    if bool((ks[:, 0, 0] <= 0).any() | (ks[:, 1, 1] <= 0).any()):
-        raise ValueError("Ks must have positive focal lengths Ks[:, 0, 0] and Ks[:, 1, 1]")
+    checks.add(
+        (ks[:, 0, 0] <= 0).any() | (ks[:, 1, 1] <= 0).any(),
+        "Ks must have positive focal lengths Ks[:, 0, 0] and Ks[:, 1, 1]",
+    )
     check_size("width", width)
     check_size("height", height)
     return n_cams
 
 
-def check_background(background, n_cams: int, means: Tensor) -> Tensor:
+def check_background(background, n_cams: int, means: Tensor, checks: ValueChecks) -> Tensor:
     """Validate background (None | [3] | [C, 3]) and return it as [C, 3]."""
     if background is None:
         return torch.zeros(n_cams, 3, dtype=means.dtype, device=means.device)
-    check_tensor("background", background, means.dtype, means.device)
+    check_tensor("background", background, checks, means.dtype, means.device)
     if background.shape == (3,):
         return background[None].expand(n_cams, 3)
     check_shape("background", background, (n_cams, 3))

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .checks import check_background, check_cameras, check_gaussians, check_planes
+from .checks import ValueChecks, check_background, check_cameras, check_gaussians, check_planes
 from .gsplat_backend import render_gsplat
 from .torch_backend import render_torch
 
@@ -87,10 +87,12 @@ def render(
         :class:`RenderOutput`. ``means2d.retain_grad()`` is already called when it requires grad, so after
         ``backward()`` :func:`screen_grad_norm` reads the screen-space gradient on either backend.
     """
-    check_gaussians(means, quats, scales, opacities, colors, sh_degree)
-    n_cams = check_cameras(viewmats, Ks, width, height, means)
-    bg = check_background(background, n_cams, means)
+    checks = ValueChecks()
+    check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks)
+    n_cams = check_cameras(viewmats, Ks, width, height, means, checks)
+    bg = check_background(background, n_cams, means, checks)
     check_planes(near, far)
+    checks.raise_first()
     chosen = _pick_backend(backend, means)
     if means.shape[0] == 0:
         return _empty_output(bg, n_cams, width, height, means)
