@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,6 +45,9 @@ from scene.paths import MASK_CMD, MotionPaths, ScenePaths
 from utils.cli import make_parser, run_main
 from utils.console import info, track, warn
 from utils.errors import UserError
+
+if TYPE_CHECKING:
+    from scene.multiview import Points, View
 
 
 @dataclass
@@ -79,9 +83,9 @@ class Part1:
     regions: np.ndarray  # (H, W) int32
     hints: list[Hint]  # in working-resolution pixels (scaled from the photo's)
     scale: tuple[float, float]  # working pixels per photo pixel (x, y)
-    views: list  # list[scene.multiview.View], view 0 = the photo
+    views: list[View]  # view 0 = the photo
     cameras: list[Camera]
-    points: object  # scene.multiview.Points (torch, on ``device``), rows = points.ply rows
+    points: Points  # torch, on ``device``; rows = points.ply rows
     device: str
 
 

@@ -208,6 +208,10 @@ def make_view(points: Points, camera: Camera, index: int, inpaint: Inpainter) ->
     """Render one view, fill its holes, and return it with the points its inpainted pixels add."""
     out = render_points(points, camera)
     covered = out["covered"].cpu().numpy()
+    if not covered.any():
+        from utils.errors import UserError
+
+        raise UserError(f"view {index} sees nothing of the photo", "use a smaller --view_span or --pivot_depth")
     depth = out["depth"].cpu().numpy()
     regions = out["region"].cpu().numpy().astype(np.int32)
     image = np.clip(np.rint(out["image"].cpu().numpy() * 255), 0, 255).astype(np.uint8)
