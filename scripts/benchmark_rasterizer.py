@@ -5,6 +5,9 @@
     # GPU machine: gsplat and the reference at 1280x720 for 200k and 1M Gaussians; target >= 1000 FPS (200k)
     python scripts/benchmark_rasterizer.py --device cuda
 
+Backends: "torch" (reference), "gsplat" (through render(): validation included), "gsplat-raw"
+(gsplat.rasterization called directly: the wrapper's overhead is the difference).
+
 Scenes come from gaussian_renderer.testing.random_scene (the tests' builder: Gaussians filling the view at
 depths 2..8, ~30 overlapping splats per pixel, alpha ~0.9). "fwd" runs under torch.no_grad(); "fwd+bwd" renders
 with gradients enabled on the five Gaussian parameters and back-propagates a loss using rgb, depth and alpha.
@@ -22,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -36,7 +40,12 @@ from utils.errors import UserError  # noqa: E402
 def _parse(argv: Sequence[str] | None):
     p = make_parser("Benchmark the Gaussian rasterizer (reference and gsplat backends).")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda if available")
-    p.add_argument("--backends", nargs="+", choices=["torch", "gsplat"], help="default: torch on CPU, both on CUDA")
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        choices=["torch", "gsplat", "gsplat-raw"],
+        help="default: torch on CPU; gsplat, gsplat-raw (gsplat.rasterization without our wrapper) and torch on CUDA",
+    )
     p.add_argument("--size", type=str, help="WxH; default 256x256 on CPU, 1280x720 on CUDA")
     p.add_argument("--gaussians", type=int, nargs="+", help="default 20000 on CPU, 200000 1000000 on CUDA")
     p.add_argument("--sh-degree", type=int, default=None, help="SH colours of this degree (default RGB)")
@@ -70,20 +79,37 @@ def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> tuple[
     return wall, cpu
 
 
+def _render_fn(backend: str) -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
+    """(rgb, depth, alpha) of one call: through gaussian_renderer.render, or gsplat.rasterization directly."""
+    if backend != "gsplat-raw":
+        return lambda **kw: (lambda o: (o.rgb, o.depth, o.alpha))(render(**kw, backend=backend))
+    from gsplat import rasterization
+
+    def raw(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree):
+        colours, alphas, _ = rasterization(
+            means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+            sh_degree=sh_degree, packed=False, render_mode="RGB+ED",
+        )  # fmt: skip
+        return colours[..., :3], colours[..., 3], alphas[..., 0]
+
+    return raw
+
+
 def _bench_one(backend: str, n: int, width: int, height: int, sh_degree: int | None, repeats: int, device):
     scene = random_scene(n, width, height, sh_degree=sh_degree, seed=0, device=device)
     inputs = scene.inputs()
+    fn = _render_fn(backend)
 
     def forward() -> None:
         with torch.no_grad():
-            render(**inputs, backend=backend)
+            fn(**inputs)
 
     params = [p.clone().requires_grad_(True) for p in scene.params()]
     names = ("means", "quats", "scales", "opacities", "colors")
 
     def forward_backward() -> None:
-        out = render(**(inputs | dict(zip(names, params))), backend=backend)
-        (out.rgb.mean() + 0.01 * out.depth.mean() + out.alpha.mean()).backward()
+        rgb, depth, alpha = fn(**(inputs | dict(zip(names, params))))
+        (rgb.mean() + 0.01 * depth.mean() + alpha.mean()).backward()
 
     return _timed(forward, repeats, device), _timed(forward_backward, repeats, device)
 
@@ -103,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if use_cuda and not torch.cuda.is_available():
         raise UserError("--device cuda but CUDA is not available", "run on the GPU machine or pass --device cpu")
     device = torch.device("cuda" if use_cuda else "cpu")
-    backends = args.backends or (["gsplat", "torch"] if use_cuda else ["torch"])
-    if "gsplat" in backends and not use_cuda:
+    backends = args.backends or (["gsplat", "gsplat-raw", "torch"] if use_cuda else ["torch"])
+    if any(b.startswith("gsplat") for b in backends) and not use_cuda:
         raise UserError("the gsplat backend needs CUDA", "use --backends torch on the CPU")
     width, height = _size(args.size or ("1280x720" if use_cuda else "256x256"))
     counts = args.gaussians or ([200_000, 1_000_000] if use_cuda else [20_000])
