@@ -323,6 +323,7 @@ def _bad(**changes):
         ({"colors": torch.full((10, 3), float("nan"))}, ValueError, "colors"),
         ({"colors": torch.ones(10, 4, 3), "sh_degree": 2}, ValueError, "colors"),
         ({"colors": torch.ones(10, 16, 3), "sh_degree": 4}, ValueError, "sh_degree"),
+        ({"colors": torch.ones(10, 3, device="meta")}, ValueError, "colors"),  # another device
         ({"viewmats": torch.eye(4)}, ValueError, "viewmats"),
         ({"viewmats": torch.zeros(0, 4, 4)}, ValueError, "viewmats"),
         ({"Ks": torch.eye(3)[None]}, ValueError, "Ks"),
