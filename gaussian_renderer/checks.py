@@ -7,6 +7,8 @@ on CUDA.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -58,12 +60,12 @@ def check_shape(name: str, x: Tensor, shape: tuple[int | None, ...]) -> None:
 
 
 def check_size(name: str, value: object) -> int:
-    """Require a positive int image size."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Require a positive integral image size (Python or NumPy int); returns it as int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
-    return value
+    return int(value)
 
 
 def check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks: ValueChecks) -> None:

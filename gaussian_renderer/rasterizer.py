@@ -90,6 +90,7 @@ def render(
     checks = ValueChecks()
     check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks)
     n_cams = check_cameras(viewmats, Ks, width, height, means, checks)
+    width, height = int(width), int(height)  # NumPy ints are accepted
     bg = check_background(background, n_cams, means, checks)
     check_planes(near, far)
     checks.raise_first()

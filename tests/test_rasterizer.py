@@ -271,6 +271,13 @@ def test_culling_near_far_and_outside():
     assert out.radii[0, :4].tolist() == [0, 0, 0, 0] and out.radii[0, 4] > 0
 
 
+def test_numpy_image_sizes_are_accepted():
+    np = pytest.importorskip("numpy")
+    scene = random_scene(50, W, H, seed=10)
+    out = render(**(scene.inputs() | {"width": np.int64(W), "height": np.int32(H)}))
+    torch.testing.assert_close(out.rgb, render(**scene.inputs()).rgb)
+
+
 def test_empty_gaussian_set_renders_background():
     viewmats, ks = one_camera(dtype=torch.float32)
     empty = dict(
