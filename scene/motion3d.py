@@ -42,7 +42,7 @@ from scene.io import Camera
 class MotionConfig:
     """Settings of the 3D motion optimisation."""
 
-    iterations: int = 200
+    iterations: int = 100
     """Adam steps (``--train_iteration``)."""
     lr: float = 0.02
     """Adam learning rate in pixel-equivalent units (see preconditioning), cosine-decayed to lr/100."""

@@ -46,7 +46,7 @@ class Part2Config:
     """Fraction of a hint's length travelled per frame (the original's (end - start) / 50)."""
     flow_sigma: float = 0.15
     """Width of the Gaussian hint interpolation, as a fraction of the image diagonal."""
-    train_iteration: int = 200
+    train_iteration: int = 100
     """Adam steps of the 3D motion optimisation."""
     motion_lr: float = 0.02
     """Adam learning rate, pixels (see scene/motion3d.py)."""
@@ -193,7 +193,7 @@ def write_flows(out: MotionPaths, flows: torch.Tensor, inputs: Part2Inputs) -> N
 
     def one(i: int) -> None:
         write_npy(out.flow(i), arrays[i])
-        write_png(out.flow_preview(i), flow_to_rgb(arrays[i], peak))
+        write_png(out.flow_preview(i), flow_to_rgb(arrays[i], peak), 1)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(one, range(len(arrays))))
@@ -320,7 +320,7 @@ def write_video(out: MotionPaths, view: int, animator: LoopAnimator, fps: float)
     def frames():
         for i, frame in enumerate(animator.frames()):
             array = to_uint8(frame.cpu().numpy())
-            pending.append(pool.submit(write_png, out.video_frame(view, i), array))
+            pending.append(pool.submit(write_png, out.video_frame(view, i), array, 1))
             yield array
 
     mp4 = True
