@@ -11,6 +11,7 @@ import torch
 
 from scene.io import Camera
 from scene.multiview import (
+    background_source,
     build_views,
     contact_sheet,
     fill_background,
@@ -379,3 +380,28 @@ def test_contact_sheet_layout():
     assert sheet[2 + 22 + 5, 2 + 32 + 5, 0] == 60  # view 6 at row 1, column 1
     with pytest.raises(ValueError, match="at least one"):
         contact_sheet([])
+
+
+def test_inpaint_opencv_large_holes_coarse_to_fine():
+    ys, xs = np.mgrid[0:200, 0:300]
+    image = np.stack([xs * 0.8, ys, 128 + 0 * xs], -1).clip(0, 255).astype(np.uint8)  # smooth ramps
+    hole = np.zeros((200, 300), bool)
+    hole[:, 200:] = True  # a frame edge of 20000 pixels, as a rotated view leaves
+    hole[50:60, 20:40] = True
+    image_holed = np.where(hole[..., None], 0, image).astype(np.uint8)
+    fast = inpaint_opencv(image_holed, hole, coarse_above=5000)
+    full = inpaint_opencv(image_holed, hole, coarse_above=10**9)
+    assert np.array_equal(fast[~hole], image[~hole])
+    assert np.abs(fast.astype(int) - full.astype(int))[hole].mean() < 4.0
+    assert np.abs(fast.astype(int) - image.astype(int))[50:60, 20:40].mean() < 6.0  # small hole: continues the ramp
+
+
+def test_background_source_falls_back_to_columns():
+    depth = np.tile(np.linspace(1.0, 5.0, 8)[:, None], (1, 6)).astype(np.float32)
+    covered = np.ones((8, 6), bool)
+    covered[:3] = False  # whole rows empty: the top edge of a view pitched up
+    src_r, src_c = background_source(depth, covered)
+    assert np.all(src_r[:3] == 3) and np.array_equal(src_c[:3], np.tile(np.arange(6), (3, 1)))
+    assert np.array_equal(src_r[3:], np.tile(np.arange(3, 8)[:, None], (1, 6)))
+    src_r, src_c = background_source(depth, np.zeros_like(covered))
+    assert np.all(src_r == -1) and np.all(src_c == -1)
