@@ -3,7 +3,7 @@ backends: stage 1 part 1 <= 60 s on the development CPU, <= 5 s on one GPU).
 
     .venv/bin/python scripts/benchmark_motion.py                       # CPU
     .venv/bin/python scripts/benchmark_motion.py --device cuda         # GPU machine
-    .venv/bin/python scripts/benchmark_motion.py --threads 1 --repeats 2
+    .venv/bin/python scripts/benchmark_motion.py --part1_only --repeats 2
 
 Copies the scene into a temporary folder, runs generate_mask once, then the train_motion stage
 in-process (``--repeats`` times) and prints a table: the seconds of every step the stage's manifest
@@ -78,6 +78,8 @@ def run_once(folder: Path, args) -> dict:
         if getattr(args, flag, None) is not None:
             argv += [f"--{flag}", str(getattr(args, flag))]
     config = train_motion.config_from_args(train_motion.build_parser().parse_args(argv))
+    if args.part1_only:
+        train_motion.motion_part2 = lambda *a, **k: None  # this process only: time part 1 alone
     if args.device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -164,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--part1_only", action="store_true", help="skip part 2 (flows, 3D motion, video)")
     parser.add_argument("--train_iteration", type=int, default=None, help="part 2: 3D motion steps (default: its own)")
     parser.add_argument("--n_frames", type=int, default=None, help="part 2: frames of the loop (default: its own)")
     parser.add_argument("--video_views", default=None, help='part 2: views to animate ("0", "all"; default "0")')
