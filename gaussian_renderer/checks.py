@@ -8,6 +8,7 @@ on CUDA.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -18,12 +19,14 @@ from .sh import MAX_SH_DEGREE, num_sh_bases
 class ValueChecks:
     """Value conditions on tensors, evaluated together by :meth:`raise_first`."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled  # False: value conditions are neither computed nor checked (no device sync)
         self._items: list[tuple[Tensor, str]] = []
 
-    def add(self, bad: Tensor, message: str) -> None:
-        """Register a boolean scalar tensor that is True when the input is bad."""
-        self._items.append((bad.reshape(()), message))
+    def add(self, bad: Callable[[], Tensor], message: str) -> None:
+        """Register a condition: ``bad()`` gives a boolean scalar tensor that is True when the input is bad."""
+        if self.enabled:
+            self._items.append((bad().reshape(()), message))
 
     def raise_first(self) -> None:
         """Raise ValueError with the message of the first bad condition, if any."""
@@ -47,7 +50,7 @@ def check_tensor(
         raise TypeError(f"{name} has dtype {x.dtype} but means has {dtype}; use one dtype for all inputs")
     if device is not None and x.device != device:
         raise ValueError(f"{name} is on {x.device} but means is on {device}; put all inputs on one device")
-    checks.add(~torch.isfinite(x).all(), f"{name} contains non-finite values (nan or inf)")
+    checks.add(lambda: ~torch.isfinite(x).all(), f"{name} contains non-finite values (nan or inf)")
     return x
 
 
@@ -73,13 +76,15 @@ def check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks: 
     check_shape("means", check_tensor("means", means, checks), (None, 3))
     n, dt, dev = means.shape[0], means.dtype, means.device
     check_shape("quats", check_tensor("quats", quats, checks, dt, dev), (n, 4))
-    checks.add((quats == 0).all(dim=-1).any(), "quats contains a zero quaternion; quaternions must have non-zero norm")
+    checks.add(
+        lambda: (quats == 0).all(dim=-1).any(), "quats contains a zero quaternion; quaternions must have non-zero norm"
+    )
     check_shape("scales", check_tensor("scales", scales, checks, dt, dev), (n, 3))
     # 0 is allowed: exp() of very negative log-scales underflows to it.
-    checks.add((scales < 0).any(), "scales must be non-negative (pass activated scales, e.g. exp(log_scales))")
+    checks.add(lambda: (scales < 0).any(), "scales must be non-negative (pass activated scales, e.g. exp(log_scales))")
     check_shape("opacities", check_tensor("opacities", opacities, checks, dt, dev), (n,))
     checks.add(
-        ((opacities < 0) | (opacities > 1)).any(),
+        lambda: ((opacities < 0) | (opacities > 1)).any(),
         "opacities must lie in [0, 1] (pass activated opacities, e.g. sigmoid(logits))",
     )
     check_tensor("colors", colors, checks, dt, dev)
@@ -106,7 +111,7 @@ def check_cameras(viewmats, ks, width, height, means: Tensor, checks: ValueCheck
     check_tensor("Ks", ks, checks, means.dtype, means.device)
     check_shape("Ks", ks, (n_cams, 3, 3))
     checks.add(
-        (ks[:, 0, 0] <= 0).any() | (ks[:, 1, 1] <= 0).any(),
+        lambda: (ks[:, 0, 0] <= 0).any() | (ks[:, 1, 1] <= 0).any(),
         "Ks must have positive focal lengths Ks[:, 0, 0] and Ks[:, 1, 1]",
     )
     check_size("width", width)

@@ -65,6 +65,7 @@ def render(
     backend: Backend = "auto",
     near: float = 0.01,
     far: float = 1e10,
+    validate: bool = True,
 ) -> RenderOutput:
     """Rasterize N 3D Gaussians into C pinhole cameras (differentiable).
 
@@ -82,12 +83,14 @@ def render(
         background: None (black), [3] or [C, 3] colour behind the Gaussians.
         backend: "torch" (pure PyTorch, any device), "gsplat" (CUDA), "auto" (gsplat on CUDA, torch otherwise).
         near, far: Gaussians whose camera-space z is outside [near, far] are culled.
+        validate: check tensor values (finite, in range) too. Shapes, dtypes and devices are always checked;
+            value checks cost a device synchronisation, so hot loops over already-checked inputs pass False.
 
     Returns:
         :class:`RenderOutput`. ``means2d.retain_grad()`` is already called when it requires grad, so after
         ``backward()`` :func:`screen_grad_norm` reads the screen-space gradient on either backend.
     """
-    checks = ValueChecks()
+    checks = ValueChecks(enabled=validate)
     check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks)
     n_cams = check_cameras(viewmats, Ks, width, height, means, checks)
     width, height = int(width), int(height)  # NumPy ints are accepted

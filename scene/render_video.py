@@ -214,15 +214,19 @@ def render_frames(
     bg = torch.tensor(background, dtype=torch.float32, device=device)
     width, height = paths_cameras[0][0].width, paths_cameras[0][0].height
 
-    def rasterize(j: int):
+    def rasterize(j: int, validate: bool = False):
         g = baked[j % len(baked)]
         return render(
             g.means, g.quats, g.scales, g.opacities, g.sh, viewmats[j], Ks[j], width, height,
-            sh_degree=g.sh_degree, background=bg, backend=backend,
+            sh_degree=g.sh_degree, background=bg, backend=backend, validate=validate,
         )  # fmt: skip
 
+    # Value checks once, here; the timed calls skip them (no device synchronisation per frame).
+    if not all(bool(torch.isfinite(t).all()) for g in baked for t in g.tensors()):
+        raise UserError("the trained scene gives non-finite Gaussians at some loop time", "re-run train_4DGS.py")
     if device.type == "cuda":
-        rasterize(0)  # warm-up, untimed: CUDA context, kernel loading (gsplat may JIT-build on first use)
+        rasterize(0, validate=True)  # warm-up, untimed: CUDA context, kernel loading (gsplat may JIT-build)
+
     for j in range(n_video):
         _sync(device)
         start = time.perf_counter()

@@ -5,7 +5,8 @@
     # GPU machine: gsplat and the reference at 1280x720 for 200k and 1M Gaussians; target >= 1000 FPS (200k)
     python scripts/benchmark_rasterizer.py --device cuda
 
-Backends: "torch" (reference), "gsplat" (through render(): validation included), "gsplat-raw"
+Backends: "torch" (reference), "gsplat" (through render(): validation included), "gsplat-fast" (through
+render(..., validate=False): no value checks, no device sync, as the video renderer calls it), "gsplat-raw"
 (gsplat.rasterization called directly: the wrapper's overhead is the difference).
 
 Scenes come from gaussian_renderer.testing.random_scene (the tests' builder: Gaussians filling the view at
@@ -43,7 +44,7 @@ def _parse(argv: Sequence[str] | None):
     p.add_argument(
         "--backends",
         nargs="+",
-        choices=["torch", "gsplat", "gsplat-raw"],
+        choices=["torch", "gsplat", "gsplat-fast", "gsplat-raw"],
         help="default: torch on CPU; gsplat, gsplat-raw (gsplat.rasterization without our wrapper) and torch on CUDA",
     )
     p.add_argument("--size", type=str, help="WxH; default 256x256 on CPU, 1280x720 on CUDA")
@@ -81,6 +82,8 @@ def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> tuple[
 
 def _render_fn(backend: str) -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
     """(rgb, depth, alpha) of one call: through gaussian_renderer.render, or gsplat.rasterization directly."""
+    if backend == "gsplat-fast":
+        return lambda **kw: (lambda o: (o.rgb, o.depth, o.alpha))(render(**kw, backend="gsplat", validate=False))
     if backend != "gsplat-raw":
         return lambda **kw: (lambda o: (o.rgb, o.depth, o.alpha))(render(**kw, backend=backend))
     from gsplat import rasterization
@@ -129,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if use_cuda and not torch.cuda.is_available():
         raise UserError("--device cuda but CUDA is not available", "run on the GPU machine or pass --device cpu")
     device = torch.device("cuda" if use_cuda else "cpu")
-    backends = args.backends or (["gsplat", "gsplat-raw", "torch"] if use_cuda else ["torch"])
+    backends = args.backends or (["gsplat", "gsplat-fast", "gsplat-raw", "torch"] if use_cuda else ["torch"])
     if any(b.startswith("gsplat") for b in backends) and not use_cuda:
         raise UserError("the gsplat backend needs CUDA", "use --backends torch on the CPU")
     width, height = _size(args.size or ("1280x720" if use_cuda else "256x256"))
