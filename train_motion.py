@@ -145,11 +145,12 @@ def add_part1_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> MotionConfig:
-    from scene.motion_steps import part2_config
+    from scene.motion_steps import parse_video_views, part2_config
 
     fields = MotionConfig.__dataclass_fields__
     config = MotionConfig(**{k: v for k, v in vars(args).items() if k in fields})
     config.part2 = asdict(part2_config(args))
+    parse_video_views(config.part2["video_views"], config.n_views)  # fail before part 1, not after
     return config
 
 
