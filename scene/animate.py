@@ -12,6 +12,7 @@ closes without a seam. Pixels no splat reaches are filled from their neighbours 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -42,12 +43,16 @@ def sample_flow(flow: Tensor, points: Tensor) -> Tensor:
     return out[0, :, 0].T
 
 
-def integrate(flow: Tensor, start: Tensor, steps: int, direction: float = 1.0) -> list[Tensor]:
-    """Euler-integrate points [N, 2] through flow [H, W, 2]: positions after 0..steps steps."""
-    positions = [start]
-    for _ in range(steps):
-        p = positions[-1]
-        positions.append(p + direction * sample_flow(flow, p))
+def integrate(flow: Tensor, start: Tensor, steps: int, direction: float = 1.0, keep_every: int = 1) -> list[Tensor]:
+    """Euler-integrate points [N, 2] through flow [H, W, 2] (``p <- p + direction * flow(p)``).
+
+    Returns the positions after 0, keep_every, 2 keep_every, ... <= steps steps.
+    """
+    positions, p = [start], start
+    for step in range(1, steps + 1):
+        p = p + direction * sample_flow(flow, p)
+        if step % keep_every == 0:
+            positions.append(p)
     return positions
 
 
@@ -159,8 +164,19 @@ class LoopAnimator:
         z = depth[ys, xs].to(flow.dtype)
         self.z = torch.where(torch.isfinite(z) & (z > 0), z, torch.ones_like(z))
         self.tolerance = surface_tolerance(depth.to(flow.dtype))[ys, xs]
-        self._backward = integrate(self.flow, self.start, self.n, -1.0)  # positions after k backward steps
+        # Backward positions are needed from N steps down to 0: keep every ``seg``-th as a checkpoint and
+        # re-integrate one segment at a time (memory ~2 sqrt(N) position sets instead of N).
+        self._seg = max(1, math.isqrt(self.n))
+        self._checkpoints = integrate(self.flow, self.start, self.n, -1.0, keep_every=self._seg)
+        self._segment: tuple[int, list[Tensor]] = (-1, [])
         self._fwd_step, self._fwd_pos = 0, self.start  # the latest forward position, advanced on demand
+
+    def _backward(self, k: int) -> Tensor:
+        """Position after k backward steps (0 <= k <= N)."""
+        first = (k // self._seg) * self._seg
+        if self._segment[0] != first:
+            self._segment = (first, integrate(self.flow, self._checkpoints[first // self._seg], self._seg - 1, -1.0))
+        return self._segment[1][k - first]
 
     def _forward(self, i: int) -> Tensor:
         if i < self._fwd_step:
@@ -181,7 +197,7 @@ class LoopAnimator:
             raise ValueError(f"frame index must be in [0, {self.n}], got {i}")
         alpha = i / self.n
         fwd, cover_f = self._splat(self._forward(i))
-        bwd, cover_b = self._splat(self._backward[self.n - i])
+        bwd, cover_b = self._splat(self._backward(self.n - i))
         w_f = cover_f.clamp(max=1.0) * (1.0 - alpha)
         w_b = cover_b.clamp(max=1.0) * alpha
         total = w_f + w_b
