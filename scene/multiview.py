@@ -166,25 +166,69 @@ def fill_background(depth: np.ndarray, regions: np.ndarray, covered: np.ndarray)
     return out, np.where(covered, regions, regs)
 
 
-def inpaint_opencv(image: np.ndarray, hole: np.ndarray, radius: int = 3, coarse_above: int = 20000) -> np.ndarray:
-    """Classical inpainting (OpenCV Telea) of the ``hole`` pixels of a uint8 (H, W, 3) image.
+def _interpolate_lines(image: np.ndarray, known: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of the unknown pixels between the nearest known ones along ``axis``.
 
-    Large holes (more than ``coarse_above`` pixels, e.g. the new frame edge of a rotated view) are
-    filled at half resolution first; then only a band of ``2 * radius`` pixels along their border is
-    inpainted at full resolution, so the seam stays sharp at a quarter of the cost.
+    One known side only (a frame edge): that colour, extended. Returns (colours, found [H, W] bool).
+    """
+    before, after = _nearest_valid(known, axis, False), _nearest_valid(known, axis, True)
+    n = known.shape[axis]
+    pos = np.arange(n, dtype=np.float32).reshape((-1, 1) if axis == 0 else (1, -1))
+    c_before = np.take_along_axis(image, before.clip(0)[..., None], axis)
+    c_after = np.take_along_axis(image, after.clip(0)[..., None], axis)
+    both = (before >= 0) & (after >= 0)
+    span = np.maximum(after - before, 1).astype(np.float32)
+    w_after = np.where(both, (pos - before.astype(np.float32)) / span, (after >= 0)).astype(np.float32)
+    colours = c_before * (1.0 - w_after[..., None]) + c_after * w_after[..., None]
+    return colours, (before >= 0) | (after >= 0)
+
+
+def smooth_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Fill of a wide ``hole`` that continues the colours around it smoothly; float32 (H, W, 3).
+
+    Each row is interpolated linearly between the known pixels on either side of the hole (extended
+    from the one side at a frame edge; rows with no known pixel use the columns), then the fill is
+    blurred among hole pixels only (three box passes, 1/16 of the image size) so the row streaks melt
+    into a gradient: a sky extends as sky, the ground as ground, with no structure invented.
+    """
+    img = image.astype(np.float32)
+    known = ~hole
+    fill, found = _interpolate_lines(img, known, 1)
+    if not found.all():
+        by_column, _ = _interpolate_lines(img, known, 0)
+        fill = np.where(found[..., None], fill, by_column)
+    weight = hole.astype(np.float32)
+    k = max(3, (min(hole.shape) // 16) | 1)
+    norm = np.maximum(cv2.blur(weight, (k, k)), 1e-6)[..., None]
+    for _ in range(3):
+        fill = np.where(hole[..., None], cv2.blur(fill * weight[..., None], (k, k)) / norm, img)
+    return fill
+
+
+def inpaint_opencv(image: np.ndarray, hole: np.ndarray, radius: int = 3, coarse_above: int = 20000) -> np.ndarray:
+    """Classical inpainting of the ``hole`` pixels of a uint8 (H, W, 3) image: OpenCV Telea.
+
+    Large holes (more than ``coarse_above`` pixels, e.g. the new frame edge of a rotated view) are first
+    filled smoothly (:func:`smooth_fill`); then only a band of ``8 * radius`` pixels along their border
+    is inpainted by Telea, which keeps the seam sharp, at a fraction of the cost and without the
+    streaks Telea draws across wide areas.
     """
     if not hole.any():
         return image
     image = np.ascontiguousarray(image)
     mask = hole.astype(np.uint8)
-    h, w = hole.shape
-    if hole.sum() <= coarse_above or min(h, w) < 16:
+    if hole.sum() <= coarse_above:
         return cv2.inpaint(image, mask, radius, cv2.INPAINT_TELEA)
-    small = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    small_mask = (cv2.resize(mask, (w // 2, h // 2), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
-    coarse = cv2.resize(cv2.inpaint(small, small_mask, radius, cv2.INPAINT_TELEA), (w, h))
-    border = cv2.dilate(1 - mask, np.ones((4 * radius + 1, 4 * radius + 1), np.uint8)) & mask
-    prefilled = np.where(hole[..., None] & ~border.astype(bool)[..., None], coarse, image)
+    h, w = hole.shape
+    if min(h, w) >= 64:  # the fill is smooth: half resolution loses nothing and costs a quarter
+        small = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        small_hole = cv2.resize(mask, (w // 2, h // 2), interpolation=cv2.INTER_AREA) > 0
+        smooth = cv2.resize(smooth_fill(small, small_hole), (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        smooth = smooth_fill(image, hole)
+    smooth = np.clip(np.rint(smooth), 0, 255).astype(np.uint8)
+    border = cv2.dilate(1 - mask, np.ones((8 * radius + 1, 8 * radius + 1), np.uint8)) & mask
+    prefilled = np.where(hole[..., None] & ~border.astype(bool)[..., None], smooth, image)
     return cv2.inpaint(prefilled, border, radius, cv2.INPAINT_TELEA)
 
 
