@@ -145,7 +145,18 @@ def sample_flow_targets(
     seen_region = _sample_maps(view_regions[:, None].float(), uv, "nearest")[..., 0]
     visible = inside & (z <= seen_depth * (1.0 + depth_tolerance))
     visible &= seen_region.round().long() == region[ids][None, :].long()
-    targets = _sample_maps(flows.permute(0, 3, 1, 2), uv, "bilinear")
+    targets = torch.zeros_like(uv)
+    point_region = region[ids]
+    for r in moving_regions:
+        # Bilinear over the pixels of the point's own region only (normalised): next to a region edge a
+        # plain bilinear sample would mix in the zero flow outside it.
+        sel = torch.nonzero(point_region == r).squeeze(1)
+        if len(sel) == 0:
+            continue
+        inside_r = (view_regions == r).to(flows.dtype)[:, None]  # [V, 1, H, W]
+        num = _sample_maps(flows.permute(0, 3, 1, 2) * inside_r, uv[:, sel], "bilinear")
+        den = _sample_maps(inside_r, uv[:, sel], "bilinear")
+        targets[:, sel] = num / den.clamp(min=1e-6)
     return MotionTargets(ids, targets.nan_to_num(0.0), visible)
 
 

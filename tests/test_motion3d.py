@@ -164,3 +164,18 @@ def test_cuda_matches_cpu():
     gpu = fit_motion(xyz.cuda(), cams, targets.cuda(), visible.cuda(), edges.cuda(), config)
     assert gpu.motion.is_cuda and gpu.epe <= 0.01
     torch.testing.assert_close(gpu.motion.cpu(), cpu.motion, rtol=0, atol=1e-3 * float(cpu.motion.abs().max()))
+
+
+def test_targets_near_a_region_edge_are_not_diluted():
+    cam = source_camera(16, 8)
+    view_regions = torch.zeros(1, 8, 16, dtype=torch.long)
+    view_regions[0, :, :8] = 1  # columns 0..7 belong to region 1
+    flows = torch.zeros(1, 8, 16, 2)
+    flows[0, :, :8, 0] = 0.75  # zero outside the region, as the flow files are
+    z = 4.0
+    u = 7.4  # between the region's last column and the first outside one, nearest inside
+    x = (u - cam.K[0, 2]) / cam.K[0, 0] * z
+    xyz = torch.tensor([[x, 0.0, z]], dtype=torch.float32)
+    t = sample_flow_targets(xyz, torch.tensor([1]), [cam], flows, torch.full((1, 8, 16), z), view_regions, [1])
+    assert bool(t.visible[0, 0])
+    torch.testing.assert_close(t.targets[0, 0], torch.tensor([0.75, 0.0]))  # plain bilinear would give 0.45
