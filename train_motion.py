@@ -278,7 +278,7 @@ def make_inpainter(config: MotionConfig, device: str):
 def write_views(out: MotionPaths, part1: Part1) -> None:
     """depth.npy/png, cameras.json, views/NN*, points.ply, views.png.
 
-    PNGs are written with fast zlib settings (level 1) in a few threads: zlib releases the GIL.
+    PNGs are written with fast zlib settings (level 1) in up to 9 threads: zlib releases the GIL.
     """
     from scene.depth import depth_preview
     from scene.multiview import contact_sheet
@@ -295,7 +295,7 @@ def write_views(out: MotionPaths, part1: Part1) -> None:
         write_mask(out.view_valid(i), v.valid)
         write_labels(out.view_regions(i), v.regions)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1) + 1) as pool:
         cloud = pool.submit(lambda: write_points(out.points, part1.points.to_cloud()))
         sheet = pool.submit(lambda: write_png(out.views_sheet, contact_sheet([v.image for v in part1.views])))
         list(pool.map(one, range(len(part1.views))))
