@@ -222,6 +222,13 @@ def optimise_motion(
     pred = projected_flow(xyz[ids], fit.motion, inputs.cameras)
     per_view = [_epe(pred[v], targets.targets[v], targets.visible[v]) for v in range(len(inputs.cameras))]
     unseen = int((~targets.visible.any(0)).sum())
+    point_region = region[ids]
+    per_region = {
+        str(r): _epe(
+            pred[:, point_region == r], targets.targets[:, point_region == r], targets.visible[:, point_region == r]
+        )
+        for r in moving
+    }
     report = {
         "steps": fit.loss_steps,
         "loss": fit.loss,
@@ -229,6 +236,7 @@ def optimise_motion(
         "epe_px_per_frame": fit.epe,
         "epe_zero_motion_px_per_frame": fit.epe_initial,
         "epe_per_view": per_view,
+        "epe_per_region": per_region,
         "moving_points": len(ids),
         "moving_points_seen_by_no_view": unseen,
         "visible_pairs": int(targets.visible.sum()),
