@@ -52,6 +52,7 @@ def test_outputs_and_shapes(finished):
     report = json.loads(m.motion_loss.read_text())
     assert report["steps"][-1] == 10 and len(report["loss"]) == len(report["steps"])
     assert report["epe_px_per_frame"] < report["epe_zero_motion_px_per_frame"]
+    assert set(report["epe_per_region"]) == {"1", "2"} and len(report["epe_per_view"]) == 3
     manifest = json.loads(finished.manifest("motion").read_text())
     assert {"flows", "motion3d", "video"} <= set(manifest["timings_s"])
     assert manifest["config"]["part2"]["n_frames"] == 6 and manifest["info"]["part2"]["moving_regions"] == [1, 2]
