@@ -233,8 +233,8 @@ def optimise_motion(
         "steps": fit.loss_steps,
         "loss": fit.loss,
         "data_loss_l1": fit.data_loss,
-        "epe_px_per_frame": fit.epe,
-        "epe_zero_motion_px_per_frame": fit.epe_initial,
+        "epe_px_per_frame": _finite(fit.epe),  # None when no pair is visible (nothing moves)
+        "epe_zero_motion_px_per_frame": _finite(fit.epe_initial),
         "epe_per_view": per_view,
         "epe_per_region": per_region,
         "moving_points": len(ids),
@@ -251,6 +251,10 @@ def optimise_motion(
         "seconds": round(fit.seconds, 3),
     }
     return motion, report
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 def _epe(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> float | None:
@@ -284,7 +288,10 @@ def loss_plot(report: dict, width: int = 640, height: int = 360) -> np.ndarray:
     for value in (hi, lo):
         cv2.putText(img, f"{10**value:.2g}", (4, xy(0, 10**value)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     cv2.putText(img, f"step {last}", (width - right - 70, height - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    title = f"3D motion: loss (red), L1 data term (blue); final EPE {report['epe_px_per_frame']:.4f} px/frame"
+    epe = report["epe_px_per_frame"]
+    title = "3D motion: loss (red), L1 data term (blue); final EPE " + (
+        f"{epe:.4f} px/frame" if epe is not None else "n/a"
+    )
     cv2.putText(img, title, (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return img
 
@@ -375,10 +382,11 @@ def run_part2(out: MotionPaths, inputs: Part2Inputs, config: Part2Config, device
         write_npy(out.motion3d, motion)
         write_json(out.motion_loss, report)
         write_png(out.motion_loss_plot, loss_plot(report))
-    info(
-        f"3D motion: {report['moving_points']} moving points, EPE {report['epe_px_per_frame']:.4f} px/frame "
-        f"(zero motion: {report['epe_zero_motion_px_per_frame']:.4f}) after {config.train_iteration} steps"
-    )
+    if report["epe_px_per_frame"] is not None:
+        info(
+            f"3D motion: {report['moving_points']} moving points, EPE {report['epe_px_per_frame']:.4f} px/frame "
+            f"(zero motion: {report['epe_zero_motion_px_per_frame']:.4f}) after {config.train_iteration} steps"
+        )
     videos = []
     with step("video"):
         for v in views:

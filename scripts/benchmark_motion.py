@@ -107,7 +107,7 @@ def table(runs: list[dict], splat_s: float, args, peak_host_mb: float, peak_gpu_
         lines.append(f"| peak GPU memory (allocated), MB | {peak_gpu_mb:.0f} |")
     lines.append(f"| zbuffer_splat, 1 M points at 1280x720 | {splat_s:.3f} |")
     part2 = runs[0]["info"].get("part2")
-    if part2:
+    if part2 and part2["epe_px_per_frame"] is not None:
         lines.append(
             f"\npart 2: {part2['moving_points']} moving points, final multi-view EPE "
             f"{part2['epe_px_per_frame']:.4f} px/frame, videos of views {[v['view'] for v in part2['videos']]}"

@@ -81,3 +81,19 @@ def test_bad_options():
     with pytest.raises(UserError, match="--video_views"):
         parse_video_views("front", 25)
     assert parse_video_views("all", 3) == [0, 1, 2] and parse_video_views(" 2, 0 ,2", 3) == [0, 2]
+
+
+def test_no_usable_hint_gives_a_still_video(finished, tmp_path, capsys):
+    from dataclasses import replace
+
+    from scene.motion_steps import Part2Config, run_part2
+    from scene.paths import MotionPaths
+
+    inputs = Part2Inputs.from_files(finished, finished.motion)
+    inputs.hints = [replace(h, end=h.start) for h in inputs.hints]  # every hint zero-length
+    out = MotionPaths(tmp_path / "motion")
+    result = run_part2(out, inputs, Part2Config(n_frames=3, train_iteration=2), "cpu")
+    assert result["moving_regions"] == [] and "no usable motion hint" in capsys.readouterr().err
+    assert not read_npy(out.motion3d).any()
+    for i in range(3):
+        np.testing.assert_array_equal(read_rgb(out.video_frame(0, i)), read_rgb(finished.motion.view_image(0)))
