@@ -117,7 +117,7 @@ def save_ply(path: str | os.PathLike, params: GaussianParams) -> None:
 
 def load_ply(path: str | os.PathLike, device: torch.device | str = "cpu") -> GaussianParams:
     """Read a standard 3DGS PLY (any SH degree) into activated :class:`GaussianParams`."""
-    from plyfile import PlyData
+    from plyfile import PlyData, PlyParseError
 
     try:
         v = PlyData.read(str(path))["vertex"].data
@@ -140,7 +140,7 @@ def load_ply(path: str | os.PathLike, device: torch.device | str = "cpu") -> Gau
             opacities=torch.sigmoid(cols(["opacity"])[:, 0]),
             sh=torch.cat([cols(["f_dc_0", "f_dc_1", "f_dc_2"])[:, None], rest], dim=1),
         )
-    except (OSError, KeyError, ValueError, IndexError) as exc:
+    except (OSError, KeyError, ValueError, IndexError, PlyParseError) as exc:
         raise UserError(f"{path} is not a 3DGS PLY ({exc})", "re-run train_4DGS.py") from None
     if not all(torch.isfinite(t).all() for t in params.tensors()):
         raise UserError(f"{path} contains NaN or infinite values", "re-run train_4DGS.py")

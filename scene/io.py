@@ -371,7 +371,7 @@ def write_points(path: str | os.PathLike, cloud: PointCloud) -> None:
 
 
 def read_points(path: str | os.PathLike, made_by: str | None = "train_motion.py") -> PointCloud:
-    from plyfile import PlyData
+    from plyfile import PlyData, PlyParseError
 
     path = Path(path)
     if not path.is_file():
@@ -384,7 +384,7 @@ def read_points(path: str | os.PathLike, made_by: str | None = "train_motion.py"
             region=np.asarray(v["region"], np.int32),
             view=np.asarray(v["view"], np.int32),
         )
-    except (KeyError, ValueError, OSError, IndexError) as exc:
+    except (KeyError, ValueError, OSError, IndexError, PlyParseError) as exc:
         raise UserError(f"{path} is not a valid point cloud PLY ({exc})", f"re-run {made_by}") from None
     if not np.all(np.isfinite(cloud.xyz)):
         raise UserError(f"{path} has non-finite coordinates", f"re-run {made_by}")

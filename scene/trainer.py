@@ -38,7 +38,7 @@ from scene.io import (
     write_png,
 )
 from scene.losses import photometric_loss, psnr
-from scene.manifest import StageRun, file_hash, require_stage
+from scene.manifest import StageRun, check_writable, file_hash, require_stage
 from scene.paths import GAUSSIANS_CMD, ScenePaths
 from scene.train_config import TrainConfig, config_from_dict
 from utils.console import console, info, progress, warn
@@ -489,8 +489,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _resume_or_init(scene: ScenePaths, cfg: TrainConfig, data: TrainData, device, gen, meta: dict, fresh: bool):
-    model = build_model(scene, cfg, data, device)
+def _resume_or_init(
+    scene: ScenePaths, cfg: TrainConfig, model: TrainableGaussians, device, gen, meta: dict, fresh: bool
+):
     folder = scene.gaussians.checkpoints_dir
     ckpt = None if fresh else latest_checkpoint(folder)
     if ckpt is not None:
@@ -511,6 +512,8 @@ def train(scene: ScenePaths, cfg: TrainConfig, fresh: bool = False) -> dict | No
     backend = "gsplat" if device.type == "cuda" else "torch"
     torch.manual_seed(cfg.seed)
     data = load_data(scene, cfg, device)
+    check_writable(scene.root)
+    model = build_model(scene, cfg, data, device)  # reads the rest of stage 1: a bad file fails before any write
     paths = scene.gaussians
     run_info = StageRun(scene, "gaussians", cfg.to_dict(), inputs=[scene.motion.dir, scene.manifest("motion")])
     run_info.invalidate()
@@ -518,7 +521,7 @@ def train(scene: ScenePaths, cfg: TrainConfig, fresh: bool = False) -> dict | No
     gen = torch.Generator().manual_seed(cfg.seed)
     paths.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     write_json(paths.config, cfg.to_dict())
-    model, optimizer, dstate, run = _resume_or_init(scene, cfg, data, device, gen, meta, fresh)
+    model, optimizer, dstate, run = _resume_or_init(scene, cfg, model, device, gen, meta, fresh)
     start = time.perf_counter()
     with run_info.step("train"):
         finished = train_loop(model, optimizer, dstate, data, cfg, gen, run, paths.dir, meta, backend)
