@@ -196,6 +196,7 @@ def dense_flow(
     regions: Tensor,
     sigma_frac: float = 0.15,
     chunk: int = 1 << 18,
+    weights_camera: Camera | None = None,
 ) -> Tensor:
     """Dense flow of one view.
 
@@ -204,6 +205,9 @@ def dense_flow(
         camera: the view's camera. depth: [H, W] its z-depth. regions: [H, W] int region ids as seen
             from this view.
         sigma_frac: Gaussian width as a fraction of the image diagonal.
+        weights_camera: measure the pixel-to-hint distances in this camera's image (e.g. the photo's)
+            instead of this view's: every view then interpolates the same 3D motion field and the flows
+            are consistent with one 3D motion by construction. None: this view's own image.
 
     Returns:
         flow [H, W, 2] float32, pixels per frame, zero outside regions that have hints.
@@ -220,7 +224,8 @@ def dense_flow(
     K, R, t = camera_tensors([camera], device)
     starts = torch.as_tensor(lifted.start, dtype=torch.float32, device=device)
     motions = torch.as_tensor(lifted.motion, dtype=torch.float32, device=device)
-    hint_px = project_views(starts, K, R, t)[0][0]  # [K, 2]
+    wcam = camera_tensors([weights_camera], device) if weights_camera is not None else (K, R, t)
+    hint_px = project_views(starts, *wcam)[0][0]  # [K, 2]
     sigma = sigma_frac * math.hypot(h, w)
     region_of = torch.as_tensor(lifted.region, device=device)
     flat_regions, flat_depth = regions.reshape(-1), depth.reshape(-1)
@@ -229,8 +234,9 @@ def dense_flow(
         mine = region_of == r
         for part in torch.split(ids, chunk):
             pix = torch.stack([part % w, part // w], -1).to(torch.float32)
-            moved = hint_weights(pix, hint_px[mine], sigma) @ motions[mine]  # [N, 3]
             world = unproject(pix, flat_depth[part], camera)
+            at = project_views(world, *wcam)[0][0] if weights_camera is not None else pix
+            moved = hint_weights(at, hint_px[mine], sigma) @ motions[mine]  # [N, 3]
             uv, _ = project_views(world + moved, K, R, t)
             flow[part] = uv[0] - pix
     return flow.reshape(h, w, 2)

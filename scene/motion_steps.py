@@ -46,6 +46,8 @@ class Part2Config:
     """Fraction of a hint's length travelled per frame (the original's (end - start) / 50)."""
     flow_sigma: float = 0.15
     """Width of the Gaussian hint interpolation, as a fraction of the image diagonal."""
+    flow_weights: str = "photo"
+    """Where hint distances are measured: "photo" (one 3D field, consistent views) or "view" (each view's own)."""
     train_iteration: int = 100
     """Adam steps of the 3D motion optimisation."""
     motion_lr: float = 0.02
@@ -66,6 +68,12 @@ def add_part2_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("flows, 3D motion and video (part 2)")
     group.add_argument("--speed", type=float, default=d.speed, help="fraction of each hint travelled per frame")
     group.add_argument("--flow_sigma", type=float, default=d.flow_sigma, help="hint interpolation width (x diagonal)")
+    group.add_argument(
+        "--flow_weights",
+        choices=("photo", "view"),
+        default=d.flow_weights,
+        help="hint distances measured in the photo (views consistent) or in each view's own image",
+    )
     group.add_argument("--train_iteration", type=int, default=d.train_iteration, help="3D motion optimisation steps")
     group.add_argument("--motion_lr", type=float, default=d.motion_lr, help="3D motion learning rate (pixels)")
     group.add_argument("--smooth_weight", type=float, default=d.smooth_weight, help="3D motion smoothness weight")
@@ -89,6 +97,8 @@ def check_part2(config: Part2Config) -> None:
         raise UserError(f"--speed {config.speed} is out of range", "use a fraction in (0, 1], e.g. 0.02 (= 1/50)")
     if not 0 < config.flow_sigma <= 10:
         raise UserError(f"--flow_sigma {config.flow_sigma} is out of range", "use e.g. 0.15")
+    if config.flow_weights not in ("photo", "view"):
+        raise UserError(f"--flow_weights {config.flow_weights!r} is not photo or view", "use photo (default) or view")
     if config.train_iteration < 0:
         raise UserError("--train_iteration must be >= 0", "use e.g. 200")
     if not 0 < config.motion_lr <= 10:
@@ -179,6 +189,7 @@ def compute_flows(inputs: Part2Inputs, config: Part2Config, device: str) -> tupl
             torch.as_tensor(depth, dtype=torch.float32, device=device),
             torch.as_tensor(regions, device=device),
             config.flow_sigma,
+            weights_camera=inputs.cameras[0] if config.flow_weights == "photo" else None,
         )
         for cam, depth, regions in zip(inputs.cameras, inputs.depths, inputs.regions)
     ]

@@ -195,3 +195,26 @@ def test_previews():
     assert arrows.shape == image.shape and arrows.any() and not image.any()
     with pytest.raises(ValueError, match="flow must be"):
         flow_to_rgb(flow[..., 0])
+
+
+def test_photo_weights_make_views_consistent_with_several_hints():
+    """Weights measured in the photo: every view's flow is the projection of one 3D motion field."""
+    depth, regions = two_region_scene()
+    cam0, cam1 = pinhole(), turned(8, (0.3, 0.0, 0.1))
+    hints = [Hint((15.0, 15.0), (25.0, 15.0), 1, "a"), Hint((85.0, 15.0), (85.0, 5.0), 1, "b")]
+    lifted = lift_hints(hints, depth, regions, cam0)
+    # A view-1 pixel on region 1's plane; its 3D point seen from the photo.
+    px = torch.tensor([[50.0, 20.0]])
+    plane_z = 10.0
+    world = unproject(px, torch.tensor([plane_z]), cam1)  # any depth works: we only need a 3D point
+    depth1 = np.full_like(depth, plane_z)
+    regions1 = np.ones_like(regions)
+    flow1 = dense_flow(lifted, cam1, torch.as_tensor(depth1), torch.as_tensor(regions1), weights_camera=cam0)
+    # The 3D field: weights from the point's photo pixel, as view 0 computes them.
+    at0 = project_views(world, *camera_tensors([cam0]))[0][0]
+    hint0 = project_views(torch.as_tensor(lifted.start, dtype=torch.float32), *camera_tensors([cam0]))[0][0]
+    motion = hint_weights(at0, hint0, 0.15 * math.hypot(64, 96)) @ torch.as_tensor(lifted.motion, dtype=torch.float32)
+    expected = project_views(world + motion, *camera_tensors([cam1]))[0][0] - px
+    torch.testing.assert_close(flow1[20, 50], expected[0], atol=1e-3, rtol=0)
+    own = dense_flow(lifted, cam1, torch.as_tensor(depth1), torch.as_tensor(regions1))
+    assert float((own[20, 50] - flow1[20, 50]).norm()) > 1e-3  # view weights differ: not one 3D field

@@ -97,3 +97,9 @@ def test_no_usable_hint_gives_a_still_video(finished, tmp_path, capsys):
     assert not read_npy(out.motion3d).any()
     for i in range(3):
         np.testing.assert_array_equal(read_rgb(out.video_frame(0, i)), read_rgb(finished.motion.view_image(0)))
+
+
+def test_flow_weights_option():
+    assert part2_config({}).flow_weights == "photo"
+    with pytest.raises(UserError, match="--flow_weights"):
+        part2_config({"flow_weights": "both"})
