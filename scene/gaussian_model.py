@@ -289,9 +289,10 @@ class FourDGaussians:
         if not math.isfinite(float(t)):
             raise ValueError(f"t must be finite, got {t}")
         with torch.no_grad():
-            field = self.field if self.flow_scale > 0 else None
-            disp = self.motion * self.n_video_frames if self.flow_scale > 0 else torch.zeros_like(self.motion)
-            return deform(self.canonical, self.moving_idx, disp, self.depth_ref, field, t)
+            if self.flow_scale <= 0:  # a frozen scene: the Gaussians of t = 0 at every t
+                t = 0.0
+            disp = self.motion * self.n_video_frames
+            return deform(self.canonical, self.moving_idx, disp, self.depth_ref, self.field, t)
 
     def to(self, device: torch.device | str) -> FourDGaussians:
         return FourDGaussians(

@@ -197,6 +197,15 @@ def test_fourd_at_time_loops_and_has_no_grad():
         model.at_time(float("nan"))
 
 
+def test_flow_scale_zero_freezes_the_scene():
+    params, moving, disp, depth = _moving_setup()
+    model = FourDGaussians(params, moving, disp / 8, depth, _field(), 8, 0.0, [])
+    assert model.n_frames == 8
+    a = model.at_time(0.0)
+    for t in (0.2, 0.5, 0.9):
+        assert all(torch.equal(u, v) for u, v in zip(a.tensors(), model.at_time(t).tensors()))
+
+
 def test_loop_frames():
     assert loop_frames(120, 1.0) == 120
     assert loop_frames(120, 2.0) == 60

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from scene.gaussian_model import load_trained
+from scene.losses import psnr
 from scene.manifest import read_manifest
 from scene.paths import ScenePaths
 from scene.train_config import config_from_dict, preset
@@ -123,6 +124,19 @@ def test_trained_model_loops_exactly_and_static_points_stay(trained):
         for u, v in zip(p.tensors(), model.canonical.tensors()):
             assert torch.equal(u[: len(static)][static], v[static])
     assert model.n_frames == N_FRAMES and model.cameras and model.cameras[0].width == W
+
+
+def test_rendered_loop_has_no_seam(trained):
+    """Just before t = 1 the render is (almost) the render at t = 0; mid-loop it differs."""
+    scene, _ = trained
+    data = load_data(scene, tiny_config(), torch.device("cpu"))
+    model = load_trained(scene)
+    with torch.no_grad():
+        start, end, mid = (
+            render_at(model, data, [0], t, 0, fine=True, backend="torch").rgb for t in (0.0, 1 - 1e-5, 0.5)
+        )
+    assert psnr(end, start) > 50.0
+    assert psnr(mid, start) < psnr(end, start) - 10
 
 
 def test_save_then_load_renders_identically(trained, stage1):
