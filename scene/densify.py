@@ -108,7 +108,13 @@ def _edit(
             optimizer.state[p_new] = state
 
 
-def _grow(model: TrainableGaussians, optimizer, state: dict[str, Tensor], cfg: DensifyConfig) -> tuple[int, int]:
+def _grow(
+    model: TrainableGaussians,
+    optimizer,
+    state: dict[str, Tensor],
+    cfg: DensifyConfig,
+    generator: torch.Generator | None,
+) -> tuple[int, int]:
     avg = state["grad2d"] / state["count"].clamp_min(1)
     grow = avg > cfg.grow_grad2d
     budget = max(0, cfg.max_gaussians - len(model))
@@ -132,7 +138,8 @@ def _grow(model: TrainableGaussians, optimizer, state: dict[str, Tensor], cfg: D
     rot = _quat_to_rotmat(model.quats.detach()[split_idx]).repeat(2, 1, 1)
     depth = model.depth_ref[split_idx].repeat(2)
     centre = (model.means_n.detach()[split_idx] * model.depth_ref[split_idx, None]).repeat(2, 1)
-    sample = centre + (rot @ (torch.randn_like(scales) * scales)[..., None])[..., 0]
+    noise = torch.randn(scales.shape, generator=generator).to(scales.device)  # the run's generator: resumable
+    sample = centre + (rot @ (noise * scales)[..., None])[..., 0]
     means_n = model.means_n.detach()[src].clone()
     log_scales = model.log_scales.detach()[src].clone()
     tail = len(keep_idx) + len(clone_idx)
@@ -169,9 +176,16 @@ def reset_opacity(model: TrainableGaussians, optimizer, cfg: DensifyConfig) -> N
 
 
 def step(
-    model: TrainableGaussians, optimizer, state: dict[str, Tensor], cfg: DensifyConfig, iteration: int
+    model: TrainableGaussians,
+    optimizer,
+    state: dict[str, Tensor],
+    cfg: DensifyConfig,
+    iteration: int,
+    generator: torch.Generator | None = None,
 ) -> dict[str, int] | None:
     """The refinement hook, called after the optimizer step of ``iteration`` (1-based).
+
+    ``generator`` (CPU) draws the split children's positions, so that a resumed run repeats them.
 
     Returns counts {cloned, split, pruned} when a refinement happened (the state is then reset), else None.
     """
@@ -179,7 +193,7 @@ def step(
         reset_opacity(model, optimizer, cfg)
     if not (cfg.start <= iteration < cfg.stop and iteration % cfg.every == 0):
         return None
-    cloned, split = _grow(model, optimizer, state, cfg)
+    cloned, split = _grow(model, optimizer, state, cfg, generator)
     pruned = _prune(model, optimizer, cfg)
     state.update(initialize_state(len(model), model.means_n.device))
     return {"cloned": cloned, "split": split, "pruned": pruned}

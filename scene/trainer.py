@@ -438,7 +438,7 @@ def train_step(
             densify.update_state(dstate, out, model.rendered_rows(), data.width, data.height)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        densify.step(model, optimizer, dstate, dcfg, it)
+        densify.step(model, optimizer, dstate, dcfg, it, gen)
     return value, out, target
 
 
