@@ -360,6 +360,7 @@ def run_stage(config: MotionConfig) -> dict:
     torch.set_num_threads(config.threads if config.threads > 0 else auto_threads())
     torch.manual_seed(config.seed)
     run = StageRun(scene, "motion", asdict(config), inputs=[scene.photo, scene.mask, scene.regions, scene.hints])
+    run.info["threads"] = torch.get_num_threads()  # what --threads 0 chose: results depend on it (BLAS rounding)
     try:
         part1 = motion_part1(scene, config, run, device)
         with staged_dir(scene.motion.dir) as tmp:
