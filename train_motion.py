@@ -216,6 +216,15 @@ def check_config(config: MotionConfig) -> None:
         raise UserError(f"--threads {config.threads} is negative", "use 0 (default) or a positive count")
     if config.inpaint == "model" and not config.inpaint_model:
         raise UserError("--inpaint model needs a model", "add --inpaint_model PATH_OR_HUB_ID, or use --inpaint opencv")
+    if config.depth == "model" and not config.depth_model:
+        raise UserError("--depth model needs a model", "add --depth_model PATH_OR_HUB_ID, or use --depth prior")
+    from thirdparty.depth_transformers import resolve_source
+
+    # A local model path that does not exist fails here, before any work (hub ids are tried when loading).
+    if config.depth_model and config.depth != "prior":
+        resolve_source(config.depth_model, "depth model")
+    if config.inpaint_model and config.inpaint != "opencv":
+        resolve_source(config.inpaint_model, "inpainting model")
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -194,6 +194,8 @@ CASES = [
     Case("motion-speed-nan", "motion", "mask", ("--speed", "nan"), expect="--speed"),
     Case("motion-video-views-outside", "motion", "mask", ("--video_views", "7"), expect="--video_views"),
     Case("motion-depth-model-missing", "motion", "mask", ("--depth_model", "/no/such/depth_model"), expect="depth"),
+    Case("motion-depth-model-not-given", "motion", "mask", ("--depth", "model"), expect="--depth_model"),
+    Case("motion-inpaint-model-missing", "motion", "mask", ("--inpaint_model", "./no/such/sd"), expect="inpainting model"),
     Case("motion-read-only-folder", "motion", "mask", prepare=read_only, expect="cannot write"),
     # --- train_4DGS.py
     Case("4dgs-before-motion", "gaussians", "mask", expect="train_motion"),
@@ -296,6 +298,7 @@ def test_battery_is_large_and_distinct():
     assert all(sum(c.stage == s for c in CASES) >= 5 for s in SCRIPTS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(_params()))
 def test_bad_input(case: Case, outcomes):
     out: Outcome = outcomes[case.id].result()
