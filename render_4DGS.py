@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scene.camera_paths import DEFAULT_PATHS, PRESETS, CameraPath, load_camera_path, resolve_presets
+from scene.io import remove_stale_temps
 from scene.manifest import StageRun, check_writable, require_stage
 from scene.paths import ScenePaths
 from scene.render_video import GIF_MAX_WIDTH, LoopModel, RenderOptions, parse_resolution, render_videos, resolve_device
@@ -157,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run = StageRun(scene, "render", _config(args, options, device), inputs=[scene.manifest("gaussians")])
     run.invalidate()
+    remove_stale_temps(scene.video_dir)  # half-written videos of a killed run
     with run.step("render"):
         summary = render_videos(model, scene.video_dir, options, device)
     run.timings["bake"] = summary.bake_s

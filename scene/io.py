@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from PIL import Image
 from utils.errors import UserError
 
 # ----------------------------------------------------------------------------- atomic writes
+
+_TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]+)?")  # what atomic_path's mkstemp names look like
 
 
 def _umask() -> int:
@@ -48,6 +51,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that :func:`atomic_path` writers killed mid-write left under ``folder``.
+
+    Call it only on a stage's own output folder, before the stage writes there (a concurrent writer's
+    temporary file would go too). Returns how many files were removed.
+    """
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp*") if Path(folder).is_dir() else ():
+        if path.is_file() and _TEMP_NAME.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -34,6 +34,7 @@ from scene.io import (
     read_npy,
     read_points,
     read_rgb,
+    remove_stale_temps,
     write_json,
     write_png,
 )
@@ -517,6 +518,7 @@ def train(scene: ScenePaths, cfg: TrainConfig, fresh: bool = False) -> dict | No
     paths = scene.gaussians
     run_info = StageRun(scene, "gaussians", cfg.to_dict(), inputs=[scene.motion.dir, scene.manifest("motion")])
     run_info.invalidate()
+    remove_stale_temps(paths.dir)  # half-written checkpoints of a killed run
     meta = {"config_key": _config_key(cfg), "motion_manifest": file_hash(scene.manifest("motion"))}
     gen = torch.Generator().manual_seed(cfg.seed)
     paths.checkpoints_dir.mkdir(parents=True, exist_ok=True)

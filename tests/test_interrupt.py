@@ -85,6 +85,12 @@ def _exists(scene: Path, pattern: str) -> Callable[[], bool]:
     return lambda: any(p not in old for p in scene.glob(pattern))
 
 
+def assert_no_temp_litter(scene: Path) -> None:
+    """After the re-run, no half-written temporary file of the killed run is left behind."""
+    litter = sorted(p.relative_to(scene).as_posix() for p in scene.rglob(".*.tmp*"))
+    assert not litter, f"temporary files of the killed run are left: {litter}"
+
+
 def _check_kill(scene: Path, stage: str, before: dict[str, str], killed: bool) -> None:
     assert killed, f"{stage} finished before it could be killed: the kill point came too late"
     changes = diff(before, protected(scene, stage))
@@ -117,6 +123,7 @@ def test_kill_generate_mask_while_writing(tmp_path):
     run_stage("mask", scene)
     assert manifest_outputs(scene, "mask") == manifest_outputs(reference, "mask")
     require_stage(ScenePaths(scene), "mask")
+    assert_no_temp_litter(scene)
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -139,6 +146,7 @@ def test_kill_train_motion_then_rerun(pipeline, tmp_path, kill_point):  # noqa: 
     assert not (scene / ".motion.partial").exists() and not (scene / ".motion.old").exists()
     assert manifest_outputs(scene, "motion") != old
     require_stage(ScenePaths(scene), "motion")
+    assert_no_temp_litter(scene)
     run_stage("gaussians", scene)
     require_stage(ScenePaths(scene), "gaussians")
 
@@ -170,6 +178,7 @@ def test_kill_train_4dgs_then_resume(pipeline, tmp_path):  # noqa: F811
     logged = [row[0] for row in metrics["loss_curve"]]
     assert logged == sorted(logged) and logged[0] <= resumed_at < logged[-1]  # the curve continues the killed run's
     require_stage(ScenePaths(scene), "gaussians")
+    assert_no_temp_litter(scene)
     run_stage("render", scene)
     require_stage(ScenePaths(scene), "render")
 
@@ -188,3 +197,4 @@ def test_kill_render_then_rerun(pipeline, tmp_path):  # noqa: F811
     run_stage("render", scene, "--paths", "circle", "side")
     manifest = require_stage(ScenePaths(scene), "render")
     assert {"video/circle.mp4", "video/side.mp4"} <= set(manifest["outputs"])
+    assert_no_temp_litter(scene)
