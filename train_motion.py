@@ -69,7 +69,7 @@ class MotionConfig:
     pivot_depth: float = 4.3  # scene units: centre of the orbit views
     fov: float | None = None  # vertical FOV in degrees; None = 582.69 px * H / 512
     device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # CPU threads for torch; 0 = auto (torch's default, fewer when the CPU is busy)
+    threads: int = 0  # CPU threads for torch; 0 = torch's default (one per core)
     seed: int = 0
     part2: dict = field(default_factory=dict)  # flows, 3D motion, video: scene.motion_steps.Part2Config
 
@@ -139,7 +139,7 @@ def add_part1_args(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=d.threads,
-        help="CPU threads for torch (0 = auto: torch's default, lowered to the idle cores of a busy machine)",
+        help="CPU threads for torch (0 = torch's default, one per core; 1 is faster on a CPU busy with other jobs)",
     )
     parser.add_argument("--seed", type=int, default=d.seed)
 
@@ -180,23 +180,6 @@ def pick_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked but CUDA is not available", "use --device cpu (or auto)")
     return name
-
-
-def auto_threads() -> int:
-    """torch's thread count, lowered to the cores left idle by the machine's load (1 when it is busy).
-
-    On an oversubscribed CPU, torch's worker threads spin waiting for each other and a run slows down
-    by 3-10x (measured on the development machine); one thread per idle core avoids it.
-    """
-    import torch
-
-    default = torch.get_num_threads()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return default
-    idle = (os.cpu_count() or 1) - load
-    return max(1, min(default, int(idle + 0.5)))
 
 
 def check_config(config: MotionConfig) -> None:
@@ -366,10 +349,11 @@ def run_stage(config: MotionConfig) -> dict:
     check_writable(scene.root)
     check_config(config)
     device = pick_device(config.device)
-    torch.set_num_threads(config.threads if config.threads > 0 else auto_threads())
+    if config.threads > 0:  # 0 keeps torch's default (one thread per core): same machine, same results
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     run = StageRun(scene, "motion", asdict(config), inputs=[scene.photo, scene.mask, scene.regions, scene.hints])
-    run.info["threads"] = torch.get_num_threads()  # what --threads 0 chose: results depend on it (BLAS rounding)
+    run.info["threads"] = torch.get_num_threads()  # results depend on it (BLAS rounding order)
     try:
         part1 = motion_part1(scene, config, run, device)
         with staged_dir(scene.motion.dir) as tmp:
