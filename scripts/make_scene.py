@@ -1,6 +1,6 @@
 """Make a procedural landscape scene folder: image.png + labelme image.json (+ ground truth).
 
-    python scripts/make_scene.py --out demo/scene_0 --width 640 --height 360 --seed 0
+python scripts/make_scene.py --out demo/scene_0 --width 640 --height 360 --seed 0
 """
 
 from __future__ import annotations
