@@ -315,11 +315,19 @@ def motion_part1(scene: ScenePaths, config: MotionConfig, run: StageRun, device:
             "receding to the horizon). Pass --depth_model for learned depth."
         )
     run.info["depth"] = {"method": result.method, **result.info}
+    if result.method == "prior":  # shown as a banner in report.html
+        source_model = result.info.get("fallback_from")
+        run.info.setdefault("warnings", []).append(
+            f"the depth prior replaced the depth model {source_model} (it could not be loaded)"
+            if source_model
+            else "depth from the geometric landscape prior (no depth model given): pass --depth_model for learned depth"
+        )
     cameras = view_cameras(source, config.n_views, config.view_span, config.pivot_depth)
     with run.step("inpainter"):
         inpaint, inpaint_name = make_inpainter(config, device)
     with run.step("views"):
         views, points = build_views(photo, result.depth, regions, cameras, inpaint, device, track)
+    run.info["backends"] = {"depth": result.method, "inpaint": inpaint_name, "device": str(device)}
     run.info["views"] = {
         "size": [w, h],
         "inpaint": inpaint_name,

@@ -124,13 +124,24 @@ def _stage_section(scene: ScenePaths, stage: str, title: str) -> str:
     timings = [(k, f"{v:.2f} s") for k, v in manifest.get("timings_s", {}).items()]
     if timings:
         parts.append(_table(timings, ("step", "wall time")))
-    figures = [(k, _fmt(v)) for k, v in info.items() if k != "warnings" and not isinstance(v, (list, dict))]
+    figures = [(k, _fmt(v)) for k, v in _scalars(info) if not k.startswith(("warnings", "backends"))]
     figures += [(f"backend: {k}", str(v)) for k, v in (info.get("backends") or {}).items()]
     figures += [(k, _fmt(v)) for k, v in manifest.get("resources", {}).items()]
     if figures:
         parts.append(_table(figures, ("figure", "value")))
     parts.append(f"<p><small>command: <code>{html.escape(str(manifest.get('command', '')))}</code></small></p>")
     return "\n".join(parts)
+
+
+def _scalars(info: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(name, value) of the scalar entries of ``info``, one level of nesting flattened as "outer inner"."""
+    out: list[tuple[str, Any]] = []
+    for key, value in info.items():
+        if isinstance(value, dict) and not prefix:
+            out += _scalars(value, f"{key} ")
+        elif not isinstance(value, (list, dict)):
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 def _fmt(value: Any) -> str:
