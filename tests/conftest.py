@@ -38,6 +38,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_real)
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch CPU thread: on a CPU busy with other jobs, OpenMP threads spin-wait and a
+    small test slows 10x or more; results do not depend on it beyond rounding."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def toy() -> ProceduralScene:
     """A tiny procedural landscape (96x64) with its ground truth."""

@@ -11,13 +11,7 @@ from scene.flow import dense_flow, lift_hints
 from scene.io import Camera
 from scene.procedural import make_landscape
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,7 @@ from scene.flow import (
 )
 from scene.io import Camera, Hint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The shared test machine is oversubscribed: OpenMP spinning across threads costs more than it gives.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pinhole(width: int = 96, height: int = 64, focal: float = 80.0, w2c: np.ndarray | None = None) -> Camera:

@@ -20,13 +20,7 @@ from scene.motion3d import (
 )
 from scene.views import source_camera, view_cameras
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_projected_flow_matches_naive():
