@@ -48,8 +48,8 @@ def test_stage0_and_stage1_outputs_are_identical_across_runs(pipeline, tmp_path)
     strict=True,
     reason="motion3d.npy depends on the torch thread count: torch.einsum (BLAS) projections round differently "
     "with 1 and 2 threads (~1e-6 px), and the L1 + Adam fit amplifies sign flips of near-zero residuals "
-    "(~0.06 world units after 10 steps). With --threads 0 (auto, the default) the count follows the machine's "
-    "load, so pass --threads N for bit-reproducible runs.",
+    "(~0.06 world units after 10 steps). The default --threads 0 keeps torch's per-core default, so runs on one "
+    "machine match; pass --threads N to match across machines.",
 )
 def test_stage1_outputs_do_not_depend_on_the_thread_count(pipeline, tmp_path):  # noqa: F811
     first = pipeline.state("motion")  # --threads 1
