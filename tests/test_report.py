@@ -13,6 +13,7 @@ import pytest
 
 from scene.paths import ScenePaths
 from scene.report import build_report, svg_curve, write_report
+from tests.pipeline_fixtures import pipeline  # noqa: F401 (fixture)
 from utils.video import write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,17 +41,9 @@ def test_svg_curve_scales_values():
     assert svg_curve([1.0]) == ""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
-def test_report_loads_in_headless_chromium(toy_scene, tmp_path):
+def _load_in_chromium(report: Path, screenshot: Path) -> tuple[list[str], list, list]:
+    """Open ``report`` headless; returns (errors, [src, loaded] of images, [src, ok] of videos)."""
     playwright = pytest.importorskip("playwright.sync_api")
-    scene = _scene_with_mask_stage(toy_scene)
-    # A rendered video as render_4DGS leaves it, and a render manifest pointing at it.
-    frames = [np.full((64, 96, 3), 20 * i, np.uint8) for i in range(8)]
-    write_mp4(scene.video_dir / "side.mp4", frames, fps=8)
-    manifest = json.loads(scene.manifest("mask").read_text()) | {"stage": "render", "info": {"fps": 123.0}}
-    scene.manifest("render").write_text(json.dumps(manifest))
-    write_report(scene)
-
     errors: list[str] = []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -58,15 +51,40 @@ def test_report_loads_in_headless_chromium(toy_scene, tmp_path):
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-        page.goto(scene.report.as_uri(), wait_until="load")
+        page.goto(report.as_uri(), wait_until="load")
         page.wait_for_function("[...document.querySelectorAll('video')].every(v => v.readyState >= 1 || v.error)")
         images = page.evaluate(
             "[...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])"
         )
         videos = page.evaluate("[...document.querySelectorAll('video')].map(v => [v.getAttribute('src'), !v.error])")
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
+    return errors, images, videos
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+def test_report_loads_in_headless_chromium(toy_scene, tmp_path):
+    scene = _scene_with_mask_stage(toy_scene)
+    # A rendered video as render_4DGS leaves it, and a render manifest pointing at it.
+    frames = [np.full((64, 96, 3), 20 * i, np.uint8) for i in range(8)]
+    write_mp4(scene.video_dir / "side.mp4", frames, fps=8)
+    manifest = json.loads(scene.manifest("mask").read_text()) | {"stage": "render", "info": {"fps": 123.0}}
+    scene.manifest("render").write_text(json.dumps(manifest))
+    write_report(scene)
+    errors, images, videos = _load_in_chromium(scene.report, tmp_path / "report.png")
     assert errors == []
     assert images and all(ok for _, ok in images), images
     assert videos == [["video/side.mp4", True]]
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+def test_report_of_the_whole_pipeline_loads(pipeline, tmp_path):  # noqa: F811
+    """The page the four stages leave: every stage present, every picture and video resolves, the banner."""
+    folder = pipeline.copy("render", tmp_path / "scene")
+    page = (folder / "report.html").read_text()
+    assert "not run yet" not in page and "landscape prior" in page and 'class="warn"' in page
+    errors, images, videos = _load_in_chromium(folder / "report.html", tmp_path / "report.png")
+    assert errors == []
+    assert len(images) >= 6 and all(ok for _, ok in images), images
+    assert len(videos) >= 2 and all(ok for _, ok in videos), videos
