@@ -28,7 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scene.gaussians import camera_tensors
 from scene.io import Camera, Hint
+from scene.views import unproject
 from utils.console import warn
 
 
@@ -48,12 +50,11 @@ class LiftedHints:
 # ----------------------------------------------------------------------------- cameras
 
 
-def camera_tensors(cameras: list[Camera], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
-    """Stack cameras as float32 tensors: K [V, 3, 3], R [V, 3, 3], t [V, 3] (world-to-camera)."""
+def projection_tensors(cameras: list[Camera], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """Cameras as float32 tensors for :func:`project_views`: K [V, 3, 3], R [V, 3, 3], t [V, 3] (world-to-camera)."""
     if not cameras:
         raise ValueError("cameras must be a non-empty list of Camera")
-    K = torch.tensor(np.stack([c.K for c in cameras]), dtype=torch.float32, device=device)
-    w2c = torch.tensor(np.stack([c.w2c for c in cameras]), dtype=torch.float32, device=device)
+    w2c, K = camera_tensors(cameras, device)
     return K, w2c[:, :3, :3], w2c[:, :3, 3]
 
 
@@ -62,7 +63,7 @@ def project_views(xyz: Tensor, K: Tensor, R: Tensor, t: Tensor) -> tuple[Tensor,
 
     Args:
         xyz: [P, 3] or [V, P, 3] world points.
-        K, R, t: [V, 3, 3], [V, 3, 3], [V, 3] from :func:`camera_tensors`.
+        K, R, t: [V, 3, 3], [V, 3, 3], [V, 3] from :func:`projection_tensors`.
 
     Returns:
         uv [V, P, 2] pixels (x right, y down) and z [V, P] camera depth. Points with z <= 0 get
@@ -76,16 +77,6 @@ def project_views(xyz: Tensor, K: Tensor, R: Tensor, t: Tensor) -> tuple[Tensor,
     xy = cam[..., :2] / z[..., None]
     uv = xy * torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)[:, None, :] + K[:, None, :2, 2]
     return uv, z
-
-
-def unproject(uv: Tensor, z: Tensor, camera: Camera) -> Tensor:
-    """Pixels [N, 2] at camera depth z [N] -> world points [N, 3] (float32)."""
-    K = torch.as_tensor(camera.K, dtype=torch.float32, device=uv.device)
-    c2w = torch.as_tensor(camera.c2w, dtype=torch.float32, device=uv.device)
-    x = (uv[:, 0] - K[0, 2]) / K[0, 0] * z
-    y = (uv[:, 1] - K[1, 2]) / K[1, 1] * z
-    cam = torch.stack([x, y, z], -1)
-    return cam @ c2w[:3, :3].T + c2w[:3, 3]
 
 
 # ----------------------------------------------------------------------------- hints
@@ -221,10 +212,10 @@ def dense_flow(
     flow = torch.zeros(h * w, 2, device=device)
     if len(lifted) == 0:
         return flow.reshape(h, w, 2)
-    K, R, t = camera_tensors([camera], device)
+    K, R, t = projection_tensors([camera], device)
     starts = torch.as_tensor(lifted.start, dtype=torch.float32, device=device)
     motions = torch.as_tensor(lifted.motion, dtype=torch.float32, device=device)
-    wcam = camera_tensors([weights_camera], device) if weights_camera is not None else (K, R, t)
+    wcam = projection_tensors([weights_camera], device) if weights_camera is not None else (K, R, t)
     hint_px = project_views(starts, *wcam)[0][0]  # [K, 2]
     sigma = sigma_frac * math.hypot(h, w)
     region_of = torch.as_tensor(lifted.region, device=device)

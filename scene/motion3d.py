@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from scene.flow import camera_tensors, project_views
+from scene.flow import project_views, projection_tensors
 from scene.io import Camera
 
 
@@ -136,7 +136,7 @@ def sample_flow_targets(
     device = xyz.device
     moving = torch.isin(region, torch.as_tensor(moving_regions, device=device, dtype=region.dtype))
     ids = torch.nonzero(moving).squeeze(1)
-    K, R, t = camera_tensors(cameras, device)
+    K, R, t = projection_tensors(cameras, device)
     uv, z = project_views(xyz[ids], K, R, t)  # [V, M, 2], [V, M]
     inside = (z > 0) & (uv[..., 0] > -0.5) & (uv[..., 0] < w - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < h - 0.5)
     far = torch.where(torch.isfinite(depths), depths, torch.full_like(depths, 1e30))
@@ -189,7 +189,7 @@ def projected_flow(xyz: Tensor, motion: Tensor, cameras: list[Camera]) -> Tensor
     """Flow [V, P, 2] (pixels) of points [P, 3] moved by motion [P, 3] in every camera."""
     _check_points(xyz)
     _check_points(motion, "motion")
-    K, R, t = camera_tensors(cameras, xyz.device)
+    K, R, t = projection_tensors(cameras, xyz.device)
     return project_views(xyz + motion, K, R, t)[0] - project_views(xyz, K, R, t)[0]
 
 
@@ -203,7 +203,7 @@ def end_point_error(pred: Tensor, targets: Tensor, visible: Tensor) -> float:
 
 def _pixel_scale(xyz: Tensor, camera: Camera) -> Tensor:
     """[M, 1] world units per pixel at each point's depth in ``camera`` (the preconditioner)."""
-    _, R, t = camera_tensors([camera], xyz.device)
+    _, R, t = projection_tensors([camera], xyz.device)
     z = (xyz @ R[0].T + t[0])[:, 2].abs().clamp(min=1e-6)
     focal = float(0.5 * (camera.K[0, 0] + camera.K[1, 1]))
     return (z / focal)[:, None]
@@ -244,7 +244,7 @@ class _Views:
     """Cameras packed for fast projection of [M, 3] points into all V views as one matrix product."""
 
     def __init__(self, cameras: list[Camera], device: torch.device):
-        K, R, t = camera_tensors(cameras, device)
+        K, R, t = projection_tensors(cameras, device)
         self.v = len(cameras)
         self.rot = R.permute(2, 0, 1).reshape(3, -1)  # x @ rot = [M, V*3] camera coordinates
         self.t = t.reshape(1, -1)
@@ -329,7 +329,7 @@ def fit_motion(
         return fit
     scale = _pixel_scale(xyz, cameras[0])
     if config.init == "gauss_newton":
-        cams = camera_tensors(cameras, xyz.device)
+        cams = projection_tensors(cameras, xyz.device)
         delta = torch.cat(
             [
                 _gauss_newton(x, s, cams, tg, vs, config.gn_iterations)
@@ -413,7 +413,7 @@ def synthetic_problem(
     s = z / 80.0  # about one pixel per frame at any depth
     motion = torch.stack([0.6 * s * torch.cos(x / 4), 0.1 * s * torch.sin(z / 5), -0.5 * s * torch.sin(x / 3)], 1)
     targets = projected_flow(xyz, motion, cams)
-    uv, depth = project_views(xyz, *camera_tensors(cams))
+    uv, depth = project_views(xyz, *projection_tensors(cams))
     visible = (depth > 0) & (uv[..., 0] > -0.5) & (uv[..., 0] < width - 0.5)
     visible &= (uv[..., 1] > -0.5) & (uv[..., 1] < height - 0.5)
     return xyz, motion, cams, targets, visible

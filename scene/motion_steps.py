@@ -320,13 +320,13 @@ def view_animation_inputs(
     in_region = torch.isin(regions, torch.as_tensor(moving or [-1], device=device, dtype=regions.dtype))
     if view == 0:
         return image, flows[0], in_region, depth
-    from scene.flow import camera_tensors, project_views
+    from scene.flow import project_views, projection_tensors
 
     cam = inputs.cameras[view]
     xyz = torch.as_tensor(inputs.xyz, device=device)
     d = torch.as_tensor(motion, device=device)
     moving_pts = d.abs().sum(1) > 0
-    K, R, t = camera_tensors([cam], device)
+    K, R, t = projection_tensors([cam], device)
     uv, z = project_views(xyz, K, R, t)
     flow2d = project_views(xyz + d, K, R, t)[0][0] - uv[0]
     flow, mask = flow_from_motion(uv[0], z[0], flow2d.nan_to_num(0.0), moving_pts, cam.height, cam.width)
