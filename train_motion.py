@@ -46,6 +46,7 @@ from scene.paths import MASK_CMD, MotionPaths, ScenePaths
 from utils.cli import make_parser, run_main
 from utils.console import info, track, warn
 from utils.errors import UserError
+from utils.failpoints import hold
 
 if TYPE_CHECKING:
     from scene.multiview import Points, View
@@ -139,7 +140,8 @@ def add_part1_args(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=d.threads,
-        help="CPU threads for torch (0 = torch's default, one per core; 1 is faster on a CPU busy with other jobs)",
+        help="CPU threads for torch (0 = torch's default, one per core; 1 is faster on a CPU busy with other jobs); "
+        "a speed knob only: the outputs are the same for every count",
     )
     parser.add_argument("--seed", type=int, default=d.seed)
 
@@ -300,9 +302,10 @@ def write_views(out: MotionPaths, part1: Part1) -> None:
 
 def motion_part1(scene: ScenePaths, config: MotionConfig, run: StageRun, device: str) -> Part1:
     """Depth, cameras, views with inpainted holes and the merged point cloud (in memory)."""
+    from scene.cameras import source_camera
     from scene.depth import estimate_depth
     from scene.multiview import build_views
-    from scene.views import source_camera, view_cameras
+    from scene.views import view_cameras
 
     photo, regions, hints, scale = read_inputs(scene, config.resolution)
     h, w = photo.shape[:2]
@@ -357,17 +360,18 @@ def run_stage(config: MotionConfig) -> dict:
     check_writable(scene.root)
     check_config(config)
     device = pick_device(config.device)
-    if config.threads > 0:  # 0 keeps torch's default (one thread per core): same machine, same results
+    if config.threads > 0:  # 0 keeps torch's default (one thread per core); results do not depend on it
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     run = StageRun(scene, "motion", asdict(config), inputs=[scene.photo, scene.mask, scene.regions, scene.hints])
-    run.info["threads"] = torch.get_num_threads()  # results depend on it (BLAS rounding order)
+    run.info["threads"] = torch.get_num_threads()
     try:
         part1 = motion_part1(scene, config, run, device)
         with staged_dir(scene.motion.dir) as tmp:
             out = MotionPaths(tmp)
             with run.step("write views"):
                 write_views(out, part1)
+            hold("motion:views")
             motion_part2(out, part1, config, run)
             run.invalidate()  # the previous outputs are about to be replaced
     except torch.cuda.OutOfMemoryError:

@@ -32,6 +32,7 @@ from scene.io import (
     atomic_path,
     load_image_any,
     read_json,
+    remove_stale_temps,
     write_hints,
     write_labels,
     write_mask,
@@ -41,6 +42,7 @@ from scene.manifest import StageRun, check_writable
 from scene.paths import ScenePaths
 from utils.console import warn
 from utils.errors import UserError
+from utils.failpoints import hold
 
 REGION_TYPES = ("polygon", "rectangle", "circle")
 HINT_TYPES = ("line", "linestrip")
@@ -572,10 +574,12 @@ def write_mask_outputs(result: MaskResult, config: dict[str, Any]) -> list[Path]
         preview = render_preview(result.image, result.regions, result.hints)
     outputs = [scene.photo, scene.mask, scene.regions, scene.hints, scene.mask_preview]
     run.invalidate()  # the old manifest must not vouch for a half-replaced set
+    remove_stale_temps(scene.root, outputs)  # what a killed run left half-written
     with run.step("write"), _all_or_nothing(outputs) as tmp:
         write_png(tmp[scene.photo], result.image)
         write_mask(tmp[scene.mask], result.mask)
         write_labels(tmp[scene.regions], result.regions)
+        hold("mask:write")
         write_hints(tmp[scene.hints], result.hints)
         write_png(tmp[scene.mask_preview], preview)
     run.info.update(

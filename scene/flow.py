@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scene.gaussians import camera_tensors
-from scene.io import Camera, Hint
-from scene.views import unproject
+from scene.cameras import Camera, CameraBatch, unproject
+from scene.io import Hint
 from utils.console import warn
+from utils.ordered import ordered_sum, serial
 
 
 @dataclass(frozen=True)
@@ -45,38 +45,6 @@ class LiftedHints:
 
     def __len__(self) -> int:
         return len(self.region)
-
-
-# ----------------------------------------------------------------------------- cameras
-
-
-def projection_tensors(cameras: list[Camera], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
-    """Cameras as float32 tensors for :func:`project_views`: K [V, 3, 3], R [V, 3, 3], t [V, 3] (world-to-camera)."""
-    if not cameras:
-        raise ValueError("cameras must be a non-empty list of Camera")
-    w2c, K = camera_tensors(cameras, device)
-    return K, w2c[:, :3, :3], w2c[:, :3, 3]
-
-
-def project_views(xyz: Tensor, K: Tensor, R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """Project world points into every view.
-
-    Args:
-        xyz: [P, 3] or [V, P, 3] world points.
-        K, R, t: [V, 3, 3], [V, 3, 3], [V, 3] from :func:`projection_tensors`.
-
-    Returns:
-        uv [V, P, 2] pixels (x right, y down) and z [V, P] camera depth. Points with z <= 0 get
-        non-finite uv; callers mask them by ``z > 0``.
-    """
-    if xyz.ndim == 2:
-        cam = torch.einsum("vij,pj->vpi", R, xyz) + t[:, None, :]
-    else:
-        cam = torch.einsum("vij,vpj->vpi", R, xyz) + t[:, None, :]
-    z = cam[..., 2]
-    xy = cam[..., :2] / z[..., None]
-    uv = xy * torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)[:, None, :] + K[:, None, :2, 2]
-    return uv, z
 
 
 # ----------------------------------------------------------------------------- hints
@@ -175,9 +143,15 @@ def warn_regions_without_hints(regions: np.ndarray, lifted: LiftedHints) -> list
 
 
 def hint_weights(pixels: Tensor, hint_px: Tensor, sigma: float) -> Tensor:
-    """Normalised Gaussian weights [N, K] of hints at ``hint_px`` [K, 2] for ``pixels`` [N, 2]."""
-    d2 = torch.cdist(pixels, hint_px).square()
-    return torch.softmax(-d2 / (2.0 * sigma**2), dim=1)
+    """Normalised Gaussian weights [N, K] of hints at ``hint_px`` [K, 2] for ``pixels`` [N, 2].
+
+    A softmax of ``-d^2 / (2 sigma^2)`` over the hints, written out so that it does not depend on the
+    thread count (utils/ordered.py): exp in serial blocks, the normaliser as an ordered sum.
+    """
+    d2 = (pixels[:, None, 0] - hint_px[None, :, 0]).square() + (pixels[:, None, 1] - hint_px[None, :, 1]).square()
+    logits = -d2 / (2.0 * sigma**2)
+    e = serial(torch.exp, logits - logits.max(dim=1, keepdim=True).values)
+    return e / ordered_sum(e, 1, keepdim=True)
 
 
 def dense_flow(
@@ -212,23 +186,25 @@ def dense_flow(
     flow = torch.zeros(h * w, 2, device=device)
     if len(lifted) == 0:
         return flow.reshape(h, w, 2)
-    K, R, t = projection_tensors([camera], device)
+    view = CameraBatch.of([camera], device)
     starts = torch.as_tensor(lifted.start, dtype=torch.float32, device=device)
     motions = torch.as_tensor(lifted.motion, dtype=torch.float32, device=device)
-    wcam = projection_tensors([weights_camera], device) if weights_camera is not None else (K, R, t)
-    hint_px = project_views(starts, *wcam)[0][0]  # [K, 2]
+    measure = CameraBatch.of([weights_camera], device) if weights_camera is not None else view
+    hint_px = measure.project(starts)[0][0]  # [K, 2]
     sigma = sigma_frac * math.hypot(h, w)
     region_of = torch.as_tensor(lifted.region, device=device)
     flat_regions, flat_depth = regions.reshape(-1), depth.reshape(-1)
     for r in torch.unique(region_of).tolist():
         ids = torch.nonzero((flat_regions == r) & torch.isfinite(flat_depth) & (flat_depth > 0)).squeeze(1)
         mine = region_of == r
-        for part in torch.split(ids, chunk):
+        # [rows, hints, 3] temporaries: fewer rows per block when a region has many hints
+        for part in torch.split(ids, max(1024, min(chunk, (1 << 22) // int(mine.sum())))):
             pix = torch.stack([part % w, part // w], -1).to(torch.float32)
             world = unproject(pix, flat_depth[part], camera)
-            at = project_views(world, *wcam)[0][0] if weights_camera is not None else pix
-            moved = hint_weights(at, hint_px[mine], sigma) @ motions[mine]  # [N, 3]
-            uv, _ = project_views(world + moved, K, R, t)
+            at = measure.project(world)[0][0] if weights_camera is not None else pix
+            weights = hint_weights(at, hint_px[mine], sigma)  # [N, K]
+            moved = ordered_sum(weights[:, :, None] * motions[mine][None], 1)  # [N, 3]
+            uv, _ = view.project(world + moved)
             flow[part] = uv[0] - pix
     return flow.reshape(h, w, 2)
 

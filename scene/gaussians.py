@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scene.io import Camera, atomic_path
+from scene.io import atomic_path
 from utils.errors import UserError
 
 SH_C0 = 0.28209479177387814  # zeroth SH basis constant: rgb = SH_C0 * f_dc + 0.5
@@ -75,13 +75,6 @@ class GaussianParams:
 
     def detach(self) -> GaussianParams:
         return GaussianParams(*(t.detach() for t in self.tensors()))
-
-
-def camera_tensors(cameras: list[Camera], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-    """(viewmats [C, 4, 4], Ks [C, 3, 3]) float32 tensors for the rasterizer."""
-    viewmats = torch.tensor(np.stack([c.w2c for c in cameras]), dtype=torch.float32, device=device)
-    Ks = torch.tensor(np.stack([c.K for c in cameras]), dtype=torch.float32, device=device)
-    return viewmats, Ks
 
 
 def _ply_names(k: int) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from scene.cameras import Camera
 from utils.errors import UserError
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -53,14 +54,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> int:
+def remove_stale_temps(folder: str | os.PathLike, targets: list[Path] | None = None) -> int:
     """Delete the temporary files that :func:`atomic_path` writers killed mid-write left under ``folder``.
 
-    Call it only on a stage's own output folder, before the stage writes there (a concurrent writer's
-    temporary file would go too). Returns how many files were removed.
+    ``targets``: only the temporary files of these files (directly in ``folder``), e.g. a stage's outputs
+    in the scene folder itself; None: every temporary file under ``folder``, for a stage's own output
+    folder. Call it before the stage writes, when no other run writes there. Returns the count.
     """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    if targets is None:
+        candidates = folder.rglob(".*.tmp*")
+    else:
+        stems = tuple(f"{Path(t).stem}." for t in targets)
+        candidates = (p for p in folder.glob(".*.tmp*") if p.name.lstrip(".").startswith(stems))
     removed = 0
-    for path in Path(folder).rglob(".*.tmp*") if Path(folder).is_dir() else ():
+    for path in candidates:
         if path.is_file() and _TEMP_NAME.fullmatch(path.name):
             path.unlink(missing_ok=True)
             removed += 1
@@ -288,35 +298,6 @@ def read_hints(path: str | os.PathLike, made_by: str | None = "scripts/generate_
 
 
 # ----------------------------------------------------------------------------- cameras
-
-
-@dataclass
-class Camera:
-    """A pinhole camera: OpenCV axes, 4x4 world-to-camera ``w2c``, intrinsics ``K`` in pixels."""
-
-    K: np.ndarray  # (3, 3) float64
-    w2c: np.ndarray  # (4, 4) float64
-    width: int
-    height: int
-
-    def __post_init__(self) -> None:
-        self.K = np.asarray(self.K, np.float64)
-        self.w2c = np.asarray(self.w2c, np.float64)
-        if self.K.shape != (3, 3) or self.w2c.shape != (4, 4):
-            raise ValueError("Camera needs K (3, 3) and w2c (4, 4)")
-        if not (np.all(np.isfinite(self.K)) and np.all(np.isfinite(self.w2c))):
-            raise ValueError("Camera has non-finite values")
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError("Camera size must be positive")
-
-    @property
-    def c2w(self) -> np.ndarray:
-        return np.linalg.inv(self.w2c)
-
-    def scaled(self, width: int, height: int) -> Camera:
-        """The same camera at another image size (K rescaled)."""
-        s = np.diag([width / self.width, height / self.height, 1.0])
-        return Camera(s @ self.K, self.w2c.copy(), width, height)
 
 
 def write_cameras(path: str | os.PathLike, cameras: list[Camera]) -> None:

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from scene.flow import project_views, projection_tensors
-from scene.io import Camera
+from scene.cameras import Camera, CameraBatch, rotate
+from utils.ordered import exact_index_add, ordered_sum
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,7 @@ def sample_flow_targets(
     device = xyz.device
     moving = torch.isin(region, torch.as_tensor(moving_regions, device=device, dtype=region.dtype))
     ids = torch.nonzero(moving).squeeze(1)
-    K, R, t = projection_tensors(cameras, device)
-    uv, z = project_views(xyz[ids], K, R, t)  # [V, M, 2], [V, M]
+    uv, z = CameraBatch.of(cameras, device).project(xyz[ids])  # [V, M, 2], [V, M]
     inside = (z > 0) & (uv[..., 0] > -0.5) & (uv[..., 0] < w - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < h - 0.5)
     far = torch.where(torch.isfinite(depths), depths, torch.full_like(depths, 1e30))
     far = F.max_pool2d(far[:, None], 3, stride=1, padding=1)
@@ -189,90 +188,124 @@ def projected_flow(xyz: Tensor, motion: Tensor, cameras: list[Camera]) -> Tensor
     """Flow [V, P, 2] (pixels) of points [P, 3] moved by motion [P, 3] in every camera."""
     _check_points(xyz)
     _check_points(motion, "motion")
-    K, R, t = projection_tensors(cameras, xyz.device)
-    return project_views(xyz + motion, K, R, t)[0] - project_views(xyz, K, R, t)[0]
+    cams = CameraBatch.of(cameras, xyz.device)
+    return cams.project(xyz + motion)[0] - cams.project(xyz)[0]
 
 
 def end_point_error(pred: Tensor, targets: Tensor, visible: Tensor) -> float:
-    """Mean Euclidean distance (px/frame) between pred and targets [V, M, 2] over visible [V, M] pairs."""
+    """Mean Euclidean distance (px/frame) between pred and targets [V, M, 2] over visible [V, M] pairs; NaN if none."""
     n = int(visible.sum())
     if n == 0:
         return float("nan")
-    return float(((pred - targets).norm(dim=-1) * visible).sum() / n)
+    d = pred - targets
+    dist = torch.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1])
+    return float(ordered_sum(torch.where(visible, dist, torch.zeros_like(dist))) / n)
 
 
 def _pixel_scale(xyz: Tensor, camera: Camera) -> Tensor:
     """[M, 1] world units per pixel at each point's depth in ``camera`` (the preconditioner)."""
-    _, R, t = projection_tensors([camera], xyz.device)
-    z = (xyz @ R[0].T + t[0])[:, 2].abs().clamp(min=1e-6)
+    z = CameraBatch.of([camera], xyz.device).to_camera(xyz)[0][:, 2].abs().clamp(min=1e-6)
     focal = float(0.5 * (camera.K[0, 0] + camera.K[1, 1]))
     return (z / focal)[:, None]
 
 
+def solve3(A: Tensor, b: Tensor) -> Tensor:
+    """Solutions x [M, 3] of A x = b for A [M, 3, 3], b [M, 3]: Cramer's rule in float64, element-wise."""
+    (a, b_, c), (d, e, f), (g, h, i) = (A[:, k].double().unbind(-1) for k in range(3))
+    # rows of the cofactor matrix = columns of the adjugate: A^-1 = [r0 r1 r2] / det
+    r0 = torch.stack([e * i - f * h, f * g - d * i, d * h - e * g], -1)
+    r1 = torch.stack([c * h - b_ * i, a * i - c * g, b_ * g - a * h], -1)
+    r2 = torch.stack([b_ * f - c * e, c * d - a * f, a * e - b_ * d], -1)
+    det = a * r0[:, 0] + b_ * r0[:, 1] + c * r0[:, 2]
+    rhs = b.double()
+    return ((r0 * rhs[:, 0:1] + r1 * rhs[:, 1:2] + r2 * rhs[:, 2:3]) / det[:, None]).to(A.dtype)
+
+
 def _gauss_newton(
-    xyz: Tensor, scale: Tensor, cams: tuple[Tensor, Tensor, Tensor], targets: Tensor, visible: Tensor, iterations: int
+    xyz: Tensor, scale: Tensor, cams: CameraBatch, targets: Tensor, visible: Tensor, iterations: int
 ) -> Tensor:
-    """Per-point least squares of the linearised projection; returns delta [M, 3]."""
-    K, R, t = cams
+    """Per-point least squares of the linearised projection; returns delta [M, 3].
+
+    With (X, Y, Z) the moved point in view v's camera coordinates, the rows of d(u, v)/d(delta) are
+    ``fx / Z (R_0 - X / Z R_2) s`` and ``fy / Z (R_1 - Y / Z R_2) s`` (R_i the rows of the rotation,
+    s the preconditioner). The normal equations are summed over the visible views in a fixed order
+    and solved per point by :func:`solve3`.
+    """
     delta = torch.zeros_like(xyz)
-    uv0 = project_views(xyz, K, R, t)[0]
-    vis = visible.to(xyz.dtype)[..., None, None]
-    eye = torch.eye(3, device=xyz.device, dtype=xyz.dtype)
+    uv0 = cams.project(xyz)[0]  # [V, M, 2]
+    vis = visible.to(xyz.dtype)[..., None]  # [V, M, 1]
+    R, f = cams.R[:, None], cams.focal[:, None]  # [V, 1, 3, 3], [V, 1, 2]
     for _ in range(iterations):
         moved = xyz + delta * scale
-        cam = torch.einsum("vij,pj->vpi", R, moved) + t[:, None, :]
-        x, y, z = cam.unbind(-1)
-        fx, fy = K[:, 0, 0][:, None], K[:, 1, 1][:, None]
-        zero = torch.zeros_like(z)
-        # d(u, v)/d(camera xyz), then chained through R and the preconditioner: J [V, M, 2, 3]
-        jc = torch.stack(
-            [torch.stack([fx / z, zero, -fx * x / z**2], -1), torch.stack([zero, fy / z, -fy * y / z**2], -1)], -2
-        )
-        jac = torch.einsum("vmac,vcb->vmab", jc, R) * scale[None, :, None, :]
-        resid = targets - (project_views(moved, K, R, t)[0] - uv0)  # [V, M, 2]
-        jtj = (jac.transpose(-1, -2) @ jac * vis).sum(0)
-        jtr = (jac.transpose(-1, -2) @ resid[..., None] * vis).sum(0)
+        cam = cams.to_camera(moved)  # [V, M, 3]
+        inv_z = cam[..., 2:].reciprocal()
+        ju = f[..., 0:1] * inv_z * (R[..., 0, :] - cam[..., 0:1] * inv_z * R[..., 2, :]) * scale
+        jv = f[..., 1:2] * inv_z * (R[..., 1, :] - cam[..., 1:2] * inv_z * R[..., 2, :]) * scale
+        resid = targets - (cams.project(moved)[0] - uv0)  # [V, M, 2]
+        # A [M, 3, 3] = sum_v vis (ju ju^T + jv jv^T), b [M, 3] = sum_v vis (ju r_u + jv r_v)
+        outer = ju[..., :, None] * ju[..., None, :] + jv[..., :, None] * jv[..., None, :]
+        A = ordered_sum(vis[..., None] * outer, 0)
+        b = ordered_sum(vis * (ju * resid[..., 0:1] + jv * resid[..., 1:2]), 0)
         # A ridge on delta itself, relative to each point's curvature, keeps the directions the views
         # barely see (motion along the ray of far points: little parallax) from amplifying flow noise.
-        ridge = 1e-3 * jtj.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None] / 3 + 1e-6
-        rhs = jtr + jtj @ delta[..., None]
-        delta = torch.linalg.solve(jtj + ridge * eye, rhs)[..., 0]
+        ridge = 1e-3 * (A[:, 0, 0] + A[:, 1, 1] + A[:, 2, 2]) / 3 + 1e-6
+        eye = torch.eye(3, device=xyz.device, dtype=xyz.dtype)
+        delta = solve3(A + ridge[:, None, None] * eye, b + rotate(A, delta))
     return delta
 
 
 class _Views:
-    """Cameras packed for fast projection of [M, 3] points into all V views as one matrix product."""
+    """Cameras laid out for projecting a block of M points into all V views at once.
 
-    def __init__(self, cameras: list[Camera], device: torch.device):
-        K, R, t = projection_tensors(cameras, device)
-        self.v = len(cameras)
-        self.rot = R.permute(2, 0, 1).reshape(3, -1)  # x @ rot = [M, V*3] camera coordinates
-        self.t = t.reshape(1, -1)
-        self.f = torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)  # [V, 2]
-        self.c = K[:, :2, 2]  # [V, 2]
+    Coordinates are kept as separate [V, M] tensors (x, y, z of the camera frame; u, v of the image):
+    every step is a contiguous element-wise operation, and the sum over views an ordered sum.
+    """
+
+    def __init__(self, cams: CameraBatch):
+        R = cams.R
+        self.r = [[R[:, i, j, None] for j in range(3)] for i in range(3)]  # [V, 1] each
+        self.t = [cams.t[:, i, None] for i in range(3)]
+        self.f = (cams.focal[:, 0, None], cams.focal[:, 1, None])
+        self.c = (cams.centre[:, 0, None], cams.centre[:, 1, None])
+
+    def camera(self, xyz: Tensor) -> list[Tensor]:
+        """Camera coordinates [X, Y, Z], each [V, M], of points [M, 3]."""
+        x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+        return [r[0] * x + r[1] * y + r[2] * z + t for r, t in zip(self.r, self.t)]
 
     def project(self, xyz: Tensor) -> tuple[Tensor, Tensor]:
-        """uv [M, V, 2] and normalised image coordinates xy [M, V, 2], inverse depth [M, V, 1]."""
-        cam = torch.addmm(self.t, xyz, self.rot).view(len(xyz), self.v, 3)
-        inv_z = 1.0 / cam[..., 2:]
-        xy = cam[..., :2] * inv_z
-        return xy * self.f + self.c, xy, inv_z
+        """Pixel coordinates (u, v), each [V, M], of points [M, 3]."""
+        X, Y, Z = self.camera(xyz)
+        return X / Z * self.f[0] + self.c[0], Y / Z * self.f[1] + self.c[1]
 
-    def l1_grad(self, xyz: Tensor, ctg: Tensor, wf: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Gradient wrt xyz [M, 3] of sum w |proj(xyz) - uv0 - target|_1, and that sum if ``weight`` is given.
+    def l1_grad(self, xyz: Tensor, block: _Block, with_loss: bool) -> tuple[Tensor, Tensor]:
+        """Gradient wrt xyz [M, 3] of sum w |proj(xyz) - uv0 - target|_1, and that sum if ``with_loss``.
 
-        ``ctg`` = principal point - uv0 - target [M, V, 2]; ``wf`` = w * focal [M, V, 2], both precomputed.
         The gradient is written out (no autograd graph): it halves time and memory over ~10^7 pairs.
         """
-        cam = torch.addmm(self.t, xyz, self.rot).view(len(xyz), self.v, 3)
-        inv_z = cam[..., 2:].reciprocal()
-        xy = cam[..., :2] * inv_z
-        r = torch.addcmul(ctg, xy, self.f)  # projection - uv0 - target
-        loss = (r.abs().sum(-1) * weight).sum() if weight is not None else torch.zeros((), device=xyz.device)
-        g = r.sign_().mul_(wf)  # d loss / d xy
-        gz = (g * xy).sum(-1, keepdim=True).neg_()
-        g_cam = torch.cat([g, gz], -1).mul_(inv_z)  # d loss / d camera xyz
-        return g_cam.view(len(xyz), -1) @ self.rot.T, loss
+        X, Y, Z = self.camera(xyz)
+        iz = Z.reciprocal()
+        x, y = X * iz, Y * iz
+        ru, rv = block.cu + x * self.f[0], block.cv + y * self.f[1]  # projection - uv0 - target
+        loss = ordered_sum((ru.abs() + rv.abs()) * block.w) if with_loss else torch.zeros((), device=xyz.device)
+        gu, gv = ru.sign() * block.wfu, rv.sign() * block.wfv  # d loss / d (x, y)
+        gX, gY, gZ = gu * iz, gv * iz, -(gu * x + gv * y) * iz  # d loss / d (X, Y, Z)
+        r = self.r
+        grad = [ordered_sum(r[0][j] * gX + r[1][j] * gY + r[2][j] * gZ, 0) for j in range(3)]  # R^T g, summed over V
+        return torch.stack(grad, 1), loss
+
+
+@dataclass
+class _Block:
+    """What the L1 gradient of a block of points needs, precomputed ([V, M] each)."""
+
+    lo: int  # first row of the block
+    xyz: Tensor  # [M, 3]
+    cu: Tensor  # principal point - uv0 - target, u
+    cv: Tensor  # the same, v
+    w: Tensor  # pair weight: visible / number of visible pairs
+    wfu: Tensor  # w * fx
+    wfv: Tensor  # w * fy
 
 
 def _prior_grad(delta: Tensor, scale: Tensor, edges: Tensor) -> tuple[Tensor, Tensor]:
@@ -282,10 +315,29 @@ def _prior_grad(delta: Tensor, scale: Tensor, edges: Tensor) -> tuple[Tensor, Te
     diff = (delta[i] * scale[i] - delta[j] * scale[j]) / pair
     n = max(len(edges), 1)
     g = 2.0 * diff / pair / n
-    grad = torch.zeros_like(delta)
-    grad.index_add_(0, i, g * scale[i])
-    grad.index_add_(0, j, -g * scale[j])
-    return diff.square().sum() / n, grad
+    grad = exact_index_add(len(delta), torch.cat([i, j]), torch.cat([g * scale[i], -g * scale[j]]))
+    return ordered_sum(diff.square()) / n, grad
+
+
+class _Adam:
+    """Adam (Kingma & Ba) written with element-wise operations only, so that it is thread-count independent."""
+
+    def __init__(self, param: Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.param, self.betas, self.eps, self.k = param, betas, eps, 0
+        self.m, self.v = torch.zeros_like(param), torch.zeros_like(param)
+
+    def step(self, grad: Tensor, lr: float) -> None:
+        b1, b2 = self.betas
+        self.k += 1
+        self.m = self.m * b1 + grad * (1 - b1)
+        self.v = self.v * b2 + grad * grad * (1 - b2)
+        m_hat, v_hat = self.m / (1 - b1**self.k), self.v / (1 - b2**self.k)
+        self.param -= lr * m_hat / (torch.sqrt(v_hat) + self.eps)
+
+
+def _lr_factor(step: int, total: int) -> float:
+    """Cosine decay from 1 to 0.01 over ``total`` steps."""
+    return 0.01 + 0.495 * (1 + math.cos(math.pi * min(step / max(total, 1), 1)))
 
 
 def fit_motion(
@@ -311,6 +363,44 @@ def fit_motion(
         data + prior, ``data_loss`` = mean L1 per visible pair) and the final end-point error.
     """
     config = config or MotionConfig()
+    _check_fit_inputs(xyz, cameras, targets, visible, config)
+    start = time.perf_counter()
+    xyz = xyz.detach().float()
+    fit = MotionFit(motion=torch.zeros_like(xyz))
+    fit.epe_initial = end_point_error(torch.zeros_like(targets), targets, visible)
+    if xyz.shape[0] == 0:
+        return fit
+    scale = _pixel_scale(xyz, cameras[0])
+    cams = CameraBatch.of(cameras, xyz.device)
+    delta = torch.zeros_like(xyz)
+    if config.init == "gauss_newton":
+        parts = zip(xyz.split(chunk), scale.split(chunk), targets.split(chunk, 1), visible.split(chunk, 1))
+        delta = torch.cat([_gauss_newton(x, s, cams, tg, vs, config.gn_iterations) for x, s, tg, vs in parts])
+    views = _Views(cams)
+    blocks = _blocks(xyz, targets, visible, views, chunk)
+    adam = _Adam(delta)
+    use_prior = edges is not None and len(edges) > 0 and config.smooth_weight > 0
+    for step in range(config.iterations + 1):
+        log = step % config.log_every == 0 or step == config.iterations
+        grad, data = _objective_grad(delta, scale, views, blocks, log)
+        loss = data
+        if use_prior:
+            prior, g_prior = _prior_grad(delta, scale, edges)
+            grad = grad + config.smooth_weight * g_prior
+            loss = data + config.smooth_weight * prior
+        if log:
+            fit.loss_steps.append(step)
+            fit.loss.append(float(loss))
+            fit.data_loss.append(float(data))
+        if step < config.iterations:
+            adam.step(grad, config.lr * _lr_factor(step, config.iterations))
+    fit.motion = delta * scale
+    fit.epe = end_point_error(projected_flow(xyz, fit.motion, cameras), targets, visible)
+    fit.seconds = time.perf_counter() - start
+    return fit
+
+
+def _check_fit_inputs(xyz: Tensor, cameras: list[Camera], targets: Tensor, visible: Tensor, config: MotionConfig):
     _check_points(xyz)
     v, m = len(cameras), xyz.shape[0]
     if targets.shape != (v, m, 2) or visible.shape != (v, m):
@@ -321,72 +411,31 @@ def fit_motion(
         raise TypeError(f"visible must be a bool tensor, got {visible.dtype}")
     if config.iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {config.iterations}")
-    start = time.perf_counter()
-    xyz = xyz.detach().float()
-    fit = MotionFit(motion=torch.zeros_like(xyz))
-    fit.epe_initial = end_point_error(torch.zeros_like(targets), targets, visible)
-    if m == 0:
-        return fit
-    scale = _pixel_scale(xyz, cameras[0])
-    if config.init == "gauss_newton":
-        cams = projection_tensors(cameras, xyz.device)
-        delta = torch.cat(
-            [
-                _gauss_newton(x, s, cams, tg, vs, config.gn_iterations)
-                for x, s, tg, vs in zip(
-                    xyz.split(chunk), scale.split(chunk), targets.split(chunk, 1), visible.split(chunk, 1)
-                )
-            ]
-        )
-    else:
-        delta = torch.zeros_like(xyz)
 
-    views = _Views(cameras, xyz.device)
-    # [M, V, ...] layout: one matrix product projects a block of points into every view.
+
+def _blocks(xyz: Tensor, targets: Tensor, visible: Tensor, views: _Views, chunk: int) -> list[_Block]:
+    """The points cut into blocks of ``chunk`` rows, with what :meth:`_Views.l1_grad` needs."""
     n_vis = max(int(visible.sum()), 1)
     blocks = []
-    for lo in range(0, m, chunk):
-        x, tg = xyz[lo : lo + chunk], targets[:, lo : lo + chunk].permute(1, 0, 2)
-        w = visible[:, lo : lo + chunk].T.to(xyz.dtype) / n_vis
-        ctg = views.c - views.project(x)[0] - tg
-        blocks.append((lo, x, ctg, w[..., None] * views.f, w))
+    for lo in range(0, xyz.shape[0], chunk):
+        x, tg = xyz[lo : lo + chunk], targets[:, lo : lo + chunk]
+        w = visible[:, lo : lo + chunk].to(xyz.dtype) / n_vis
+        u0, v0 = views.project(x)
+        cu, cv = views.c[0] - u0 - tg[..., 0], views.c[1] - v0 - tg[..., 1]
+        blocks.append(_Block(lo, x, cu, cv, w, w * views.f[0], w * views.f[1]))
+    return blocks
 
-    opt = torch.optim.Adam([delta.requires_grad_(True)], lr=config.lr)
-    total = max(config.iterations, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.01 + 0.495 * (1 + math.cos(math.pi * min(i / total, 1))))
-    use_prior = edges is not None and len(edges) > 0 and config.smooth_weight > 0
 
-    for step in range(config.iterations + 1):
-        log = step % config.log_every == 0 or step == config.iterations
-        with torch.no_grad():
-            grad = torch.empty_like(xyz)
-            data = torch.zeros((), device=xyz.device)
-            for lo, x, ctg, wf, w in blocks:
-                hi = lo + len(x)
-                g, loss_b = views.l1_grad(x + delta[lo:hi] * scale[lo:hi], ctg, wf, w if log else None)
-                grad[lo:hi] = g * scale[lo:hi]
-                data += loss_b
-            loss = data.clone()
-            if use_prior:
-                prior, g_prior = _prior_grad(delta, scale, edges)
-                grad += config.smooth_weight * g_prior
-                loss += config.smooth_weight * prior
-        if log:
-            fit.loss_steps.append(step)
-            fit.loss.append(float(loss))
-            fit.data_loss.append(float(data))
-        if step == config.iterations:
-            break
-        delta.grad = grad
-        opt.step()
-        sched.step()
-
-    with torch.no_grad():
-        fit.motion = (delta * scale).detach()
-        pred = projected_flow(xyz, fit.motion, cameras)
-        fit.epe = end_point_error(pred, targets, visible)
-    fit.seconds = time.perf_counter() - start
-    return fit
+def _objective_grad(delta: Tensor, scale: Tensor, views: _Views, blocks: list[_Block], with_loss: bool):
+    """Gradient wrt delta [M, 3] of the L1 data term, and the term itself when ``with_loss`` (else 0)."""
+    grad = torch.empty_like(delta)
+    data = torch.zeros((), device=delta.device)
+    for b in blocks:
+        rows = slice(b.lo, b.lo + len(b.xyz))
+        g, loss = views.l1_grad(b.xyz + delta[rows] * scale[rows], b, with_loss)
+        grad[rows] = g * scale[rows]
+        data = data + loss
+    return grad, data
 
 
 # ----------------------------------------------------------------------------- a known answer
@@ -401,7 +450,8 @@ def synthetic_problem(
     Returns (xyz [P, 3], motion [P, 3], cameras, targets [V, P, 2], visible [V, P]) with targets the
     exact projections of the known motion: mutually consistent by construction.
     """
-    from scene.views import source_camera, view_cameras
+    from scene.cameras import source_camera
+    from scene.views import view_cameras
 
     g = torch.Generator().manual_seed(seed)
     cams = view_cameras(source_camera(width, height), n_views)
@@ -413,7 +463,7 @@ def synthetic_problem(
     s = z / 80.0  # about one pixel per frame at any depth
     motion = torch.stack([0.6 * s * torch.cos(x / 4), 0.1 * s * torch.sin(z / 5), -0.5 * s * torch.sin(x / 3)], 1)
     targets = projected_flow(xyz, motion, cams)
-    uv, depth = project_views(xyz, *projection_tensors(cams))
+    uv, depth = CameraBatch.of(cams).project(xyz)
     visible = (depth > 0) & (uv[..., 0] > -0.5) & (uv[..., 0] < width - 0.5)
     visible &= (uv[..., 1] > -0.5) & (uv[..., 1] < height - 0.5)
     return xyz, motion, cams, targets, visible

@@ -32,10 +32,18 @@ from scene.io import (
     write_npy,
     write_png,
 )
-from scene.motion3d import MotionConfig, fit_motion, knn_edges, projected_flow, sample_flow_targets
+from scene.motion3d import (
+    MotionConfig,
+    end_point_error,
+    fit_motion,
+    knn_edges,
+    projected_flow,
+    sample_flow_targets,
+)
 from scene.paths import MASK_CMD, MOTION_CMD, MotionPaths, ScenePaths
 from utils.console import info, warn
 from utils.errors import UserError
+from utils.failpoints import hold
 
 
 @dataclass(frozen=True)
@@ -268,8 +276,7 @@ def _finite(value: float) -> float | None:
 
 
 def _epe(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> float | None:
-    n = int(visible.sum())
-    return float(((pred - target).norm(dim=-1) * visible).sum() / n) if n else None
+    return _finite(end_point_error(pred, target, visible))
 
 
 def loss_plot(report: dict, width: int = 640, height: int = 360) -> np.ndarray:
@@ -320,15 +327,15 @@ def view_animation_inputs(
     in_region = torch.isin(regions, torch.as_tensor(moving or [-1], device=device, dtype=regions.dtype))
     if view == 0:
         return image, flows[0], in_region, depth
-    from scene.flow import project_views, projection_tensors
+    from scene.cameras import CameraBatch
 
     cam = inputs.cameras[view]
     xyz = torch.as_tensor(inputs.xyz, device=device)
     d = torch.as_tensor(motion, device=device)
-    moving_pts = d.abs().sum(1) > 0
-    K, R, t = projection_tensors([cam], device)
-    uv, z = project_views(xyz, K, R, t)
-    flow2d = project_views(xyz + d, K, R, t)[0][0] - uv[0]
+    moving_pts = (d != 0).any(1)
+    batch = CameraBatch.of([cam], device)
+    uv, z = batch.project(xyz)
+    flow2d = batch.project(xyz + d)[0][0] - uv[0]
     flow, mask = flow_from_motion(uv[0], z[0], flow2d.nan_to_num(0.0), moving_pts, cam.height, cam.width)
     return image, flow, mask & in_region, depth
 
@@ -390,6 +397,7 @@ def run_part2(out: MotionPaths, inputs: Part2Inputs, config: Part2Config, device
     with step("motion3d"):
         motion, report = optimise_motion(inputs, flows, moving, config, device)
         write_npy(out.motion3d, motion)
+        hold("motion:motion3d")
         write_json(out.motion_loss, report)
         write_png(out.motion_loss_plot, loss_plot(report))
     if report["epe_px_per_frame"] is not None:

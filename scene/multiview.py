@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scene.io import Camera, PointCloud
+from scene.cameras import Camera, project_points, unproject, unproject_depth
+from scene.io import PointCloud
 from scene.splat import zbuffer_splat
-from scene.views import project_points, unproject, unproject_depth
 
 Inpainter = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image uint8 [H,W,3], hole bool [H,W]) -> uint8
 

@@ -24,11 +24,13 @@ import torch
 from PIL import Image
 
 from scene.camera_paths import CameraPath, path_cameras, reference_depth
-from scene.gaussians import GaussianParams, camera_tensors, save_ply
+from scene.cameras import CameraBatch
+from scene.gaussians import GaussianParams, save_ply
 from scene.io import Camera, write_json, write_png
 from scene.manifest import staged_dir
 from utils.console import info, track
 from utils.errors import UserError
+from utils.failpoints import hold
 from utils.video import write_gif, write_mp4
 
 GIF_MAX_WIDTH = 480  # GIFs are previews: full-HD GIFs are tens of MB and slow to quantise
@@ -208,7 +210,7 @@ def render_frames(
     if any(len(c) != n_video for c in paths_cameras):
         raise ValueError("every path must have the same number of cameras")
     device = baked[0].means.device
-    mats = [camera_tensors(cams, device) for cams in paths_cameras]
+    mats = [(b.viewmats, b.Ks) for b in (CameraBatch.of(cams, device) for cams in paths_cameras)]
     viewmats = torch.stack([m[0] for m in mats], dim=1)  # [F, P, 4, 4]
     Ks = torch.stack([m[1] for m in mats], dim=1)  # [F, P, 3, 3]
     bg = torch.tensor(background, dtype=torch.float32, device=device)
@@ -273,6 +275,8 @@ class PathWriter:
                 write_png(frames_dir / f"{self.count:04d}.png", item)
             if gif_frames is not None:
                 gif_frames.append(_gif_frame(item))
+            if self.count == 1:  # the encoder holds the first frame: the video is half-written
+                hold("render:video")
             self.count += 1
             yield item
 

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from scene import densify
+from scene.cameras import CameraBatch
 from scene.deformation import DeformationConfig
 from scene.gaussian_model import FourDGaussians, TrainableGaussians, init_gaussians, save_trained
-from scene.gaussians import camera_tensors
 from scene.io import (
     Camera,
     atomic_path,
@@ -44,6 +44,7 @@ from scene.paths import GAUSSIANS_CMD, ScenePaths
 from scene.train_config import TrainConfig, config_from_dict
 from utils.console import console, info, progress, warn
 from utils.errors import UserError
+from utils.failpoints import hold
 
 CHECKPOINTS_KEPT = 2
 # Fields that do not change what is trained: a checkpoint made under other values can be resumed.
@@ -115,7 +116,8 @@ def load_data(scene: ScenePaths, cfg: TrainConfig, device: torch.device) -> Trai
     width = min(cfg.resolution, w0) if cfg.resolution else w0  # never upsample stage 1's images
     height = max(8, round(width * h0 / w0))
     scaled = [c.scaled(width, height) for c in cameras]
-    viewmats, Ks = camera_tensors(scaled, device)
+    batch = CameraBatch.of(scaled, device)
+    viewmats, Ks = batch.viewmats, batch.Ks
     views = []
     for i in range(len(cameras)):
         image = _resize(read_rgb(scene.motion.view_image(i), "train_motion.py"), width, height)
@@ -475,6 +477,7 @@ def train_loop(
             if it % cfg.checkpoint_every == 0 or it == cfg.coarse_iterations or stop:
                 ckpt_meta = {**meta, "iteration": it, "losses": run.losses}
                 run.last_checkpoint = save_checkpoint(out_dir / "checkpoints", model, optimizer, dstate, gen, ckpt_meta)
+                hold("gaussians:checkpoint")
             if stop:
                 return False
     finally:

@@ -38,6 +38,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_real)
 
 
+@pytest.fixture(autouse=True)
+def _seeded_rngs():
+    """Every test starts from the same global RNG state, whatever ran before it (or in which order)."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
 @pytest.fixture
 def one_thread():
     """Run a test with one torch CPU thread: on a CPU busy with other jobs, OpenMP threads spin-wait and a

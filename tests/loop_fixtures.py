@@ -10,9 +10,8 @@ import math
 
 import torch
 
+from scene.cameras import Camera, source_camera
 from scene.gaussians import GaussianParams, rgb_to_sh_dc
-from scene.io import Camera
-from scene.views import source_camera
 
 
 class StandInLoop:

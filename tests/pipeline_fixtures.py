@@ -49,29 +49,36 @@ def stage_command(stage: str, scene: Path | str, *extra: str, tiny: bool = True)
     return [sys.executable, SCRIPTS[stage], "--input_dir", str(scene), *(TINY[stage] if tiny else ()), *extra]
 
 
-def stage_env() -> dict[str, str]:
+def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The subprocesses' environment: one OpenMP thread unless the caller chose (fast on a busy machine)."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
+    return {**env, **(extra or {})}
 
 
 def run_stage(
-    stage: str, scene: Path | str, *extra: str, tiny: bool = True, check: bool = True
+    stage: str,
+    scene: Path | str,
+    *extra: str,
+    tiny: bool = True,
+    check: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``stage`` on ``scene`` as a subprocess from the repository root; ``check``: fail the test on error."""
     cmd = stage_command(stage, scene, *extra, tiny=tiny)
-    proc = subprocess.run(cmd, cwd=ROOT, env=stage_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    proc = subprocess.run(cmd, cwd=ROOT, env=stage_env(env), capture_output=True, text=True, timeout=TIMEOUT_S)
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd[1:])} exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
-def start_stage(stage: str, scene: Path | str, *extra: str, tiny: bool = True) -> subprocess.Popen:
-    """Start ``stage`` on ``scene`` without waiting (output to files beside nothing: discarded)."""
+def start_stage(
+    stage: str, scene: Path | str, *extra: str, tiny: bool = True, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``stage`` on ``scene`` without waiting (stdout discarded, stderr piped); ``env`` adds variables."""
     cmd = stage_command(stage, scene, *extra, tiny=tiny)
-    return subprocess.Popen(cmd, cwd=ROOT, env=stage_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(cmd, cwd=ROOT, env=stage_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def sha256(path: Path) -> str:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from scene.animate import LoopAnimator, fill_holes, flow_from_motion, integrate, sample_flow, soft_splat
+from scene.cameras import Camera
 from scene.flow import dense_flow, lift_hints
-from scene.io import Camera
 from scene.procedural import make_landscape
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -231,14 +231,11 @@ CASES = [
     Case("render-background-bad", "render", "gaussians", ("--background", "purple"), expect="--background"),
     Case("render-read-only-folder", "render", "gaussians", prepare=read_only, expect="cannot write"),
 ]  # fmt: skip
-# Cases that still fail because of the stage (each with the reason): pytest.mark.xfail(strict=True).
-XFAIL: dict[str, str] = {}
 
 
 def _params():
     for case in CASES:
-        marks = [pytest.mark.xfail(reason=XFAIL[case.id], strict=True)] if case.id in XFAIL else []
-        yield pytest.param(case, id=case.id, marks=marks)
+        yield pytest.param(case, id=case.id)
 
 
 def _command(case: Case, scene: Path, tmp: Path) -> list[str]:

@@ -21,7 +21,7 @@ from scene.camera_paths import (
     resolve_presets,
     slerp,
 )
-from scene.views import source_camera
+from scene.cameras import source_camera
 from utils.errors import UserError
 
 

@@ -8,18 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from scene.cameras import Camera, CameraBatch, unproject
 from scene.flow import (
     dense_flow,
     draw_flow_arrows,
     flow_to_rgb,
     hint_weights,
     lift_hints,
-    project_views,
-    projection_tensors,
     warn_regions_without_hints,
 )
-from scene.io import Camera, Hint
-from scene.views import unproject
+from scene.io import Hint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,7 +45,7 @@ def two_region_scene(h: int = 64, w: int = 96, depth: float = 10.0):
 def test_project_views_matches_naive_projection():
     cams = [pinhole(), turned(10, (0.2, -0.1, 0.3)), turned(-15, (0.0, 0.1, -0.2), focal=120.0)]
     xyz = torch.tensor([[0.3, -0.2, 5.0], [-1.0, 0.5, 8.0], [2.0, 1.0, 20.0]])
-    uv, z = project_views(xyz, *projection_tensors(cams))
+    uv, z = CameraBatch.of(cams).project(xyz)
     assert uv.shape == (3, 3, 2) and z.shape == (3, 3)
     for v, cam in enumerate(cams):
         for p, x in enumerate(xyz.numpy().astype(np.float64)):
@@ -61,7 +59,7 @@ def test_unproject_inverts_projection():
     cam = turned(12, (0.1, 0.2, -0.3))
     uv = torch.tensor([[0.0, 0.0], [40.5, 20.25], [95.0, 63.0]])
     z = torch.tensor([2.0, 7.5, 30.0])
-    back, zz = project_views(unproject(uv, z, cam), *projection_tensors([cam]))
+    back, zz = CameraBatch.of([cam]).project(unproject(uv, z, cam))
     torch.testing.assert_close(back[0], uv, atol=1e-3, rtol=0)
     torch.testing.assert_close(zz[0], z, atol=1e-4, rtol=1e-5)
 
@@ -118,16 +116,14 @@ def test_flows_of_two_views_agree_with_one_3d_motion():
     cam0, cam1 = pinhole(), turned(8, (0.3, 0.0, 0.1))
     lifted = lift_hints([Hint((30.0, 15.0), (50.0, 10.0), 1, "h")], depth, regions, cam0)
     world = unproject(torch.tensor([[40.0, 12.0]]), torch.tensor([10.0]), cam0)
-    uv1, z1 = project_views(world, *projection_tensors([cam1]))
+    uv1, z1 = CameraBatch.of([cam1]).project(world)
     px = uv1[0, 0].round().long()
     depth1 = np.full_like(depth, float(z1[0, 0]))
     regions1 = np.zeros_like(regions)
     regions1[px[1] - 3 : px[1] + 4, px[0] - 3 : px[0] + 4] = 1
     flow1 = dense_flow(lifted, cam1, torch.as_tensor(depth1), torch.as_tensor(regions1))
     at = unproject(px[None].float(), z1[0], cam1)
-    expected = project_views(at + torch.as_tensor(lifted.motion[0], dtype=torch.float32), *projection_tensors([cam1]))[
-        0
-    ]
+    expected = CameraBatch.of([cam1]).project(at + torch.as_tensor(lifted.motion[0], dtype=torch.float32))[0]
     torch.testing.assert_close(flow1[px[1], px[0]], expected[0, 0] - px.float(), atol=1e-3, rtol=0)
 
 
@@ -168,7 +164,7 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="depth and regions"):
         dense_flow(lifted, pinhole(), torch.as_tensor(depth[:5]), torch.as_tensor(regions))
     with pytest.raises(ValueError, match="non-empty"):
-        projection_tensors([])
+        CameraBatch.of([])
 
 
 def test_no_hints_gives_zero_flow():
@@ -206,10 +202,11 @@ def test_photo_weights_make_views_consistent_with_several_hints():
     regions1 = np.ones_like(regions)
     flow1 = dense_flow(lifted, cam1, torch.as_tensor(depth1), torch.as_tensor(regions1), weights_camera=cam0)
     # The 3D field: weights from the point's photo pixel, as view 0 computes them.
-    at0 = project_views(world, *projection_tensors([cam0]))[0][0]
-    hint0 = project_views(torch.as_tensor(lifted.start, dtype=torch.float32), *projection_tensors([cam0]))[0][0]
-    motion = hint_weights(at0, hint0, 0.15 * math.hypot(64, 96)) @ torch.as_tensor(lifted.motion, dtype=torch.float32)
-    expected = project_views(world + motion, *projection_tensors([cam1]))[0][0] - px
+    at0 = CameraBatch.of([cam0]).project(world)[0][0]
+    hint0 = CameraBatch.of([cam0]).project(torch.as_tensor(lifted.start, dtype=torch.float32))[0][0]
+    motion = hint_weights(at0, hint0, 0.15 * math.hypot(64, 96)).double() @ torch.as_tensor(lifted.motion)
+    motion = motion.float()
+    expected = CameraBatch.of([cam1]).project(world + motion)[0][0] - px
     torch.testing.assert_close(flow1[20, 50], expected[0], atol=1e-3, rtol=0)
     own = dense_flow(lifted, cam1, torch.as_tensor(depth1), torch.as_tensor(regions1))
     assert float((own[20, 50] - flow1[20, 50]).norm()) > 1e-3  # view weights differ: not one 3D field

@@ -3,16 +3,14 @@ for half-written outputs, and re-running the stage finishes (train_4DGS resumes 
 that the next stage runs.
 
 Each test copies a state of the tiny pipeline (tests/pipeline_fixtures.py), starts the stage as a
-subprocess, polls the scene folder until the stage has visibly started writing, kills it, checks, re-runs.
+subprocess that stops at a named point of its writing (utils/failpoints.py), kills it there, checks, re-runs.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,30 +29,35 @@ from tests.pipeline_fixtures import (
 )
 from utils.errors import UserError
 
-POLL_S = 0.0005  # the mask stage writes for a few milliseconds only
-START_TIMEOUT_S = 300.0  # the stage must reach its kill point within this (a loaded machine is slow)
+HOLD_TIMEOUT_S = 600.0  # the stage must reach its hold point within this (a loaded machine is slow)
 
 
-def kill_when(proc: subprocess.Popen, ready: Callable[[], bool]) -> bool:
-    """SIGKILL ``proc`` as soon as ``ready()``; True if it was killed, False if it ended by itself first."""
-    deadline = time.monotonic() + START_TIMEOUT_S
+def kill_at(stage: str, scene: Path, point: str, *extra: str, tmp: Path) -> None:
+    """Run ``stage`` until it reaches the failpoint ``point`` (utils/failpoints.py), then SIGKILL it there.
+
+    The stage waits at the point until killed, so the kill lands at the same place of its writing
+    whatever the speed or load of the machine. Fails the test if the stage exits before the point.
+    """
+    marker = tmp / f"hold-{stage}"
+    marker.unlink(missing_ok=True)
+    proc = start_stage(stage, scene, *extra, env={"MOM_HOLD_AT": point, "MOM_HOLD_FILE": str(marker)})
+    deadline = time.monotonic() + HOLD_TIMEOUT_S
     try:
-        while time.monotonic() < deadline:
-            if ready():
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=60)
-                return True
+        while not marker.is_file():
             if proc.poll() is not None:
-                return False
-            time.sleep(POLL_S)
-        pytest.fail(f"the stage did not reach its kill point within {START_TIMEOUT_S} s")
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                pytest.fail(f"{stage} exited ({proc.returncode}) before reaching {point}: {err[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{stage} did not reach {point} within {HOLD_TIMEOUT_S} s")
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
-    return False  # unreachable (pytest.fail raises); keeps type checkers calm
 
 
 def protected(scene: Path, stage: str) -> dict[str, str]:
@@ -79,20 +82,13 @@ def assert_consistent(scene: Path, killed: str) -> None:
             pytest.fail(f"the '{killed}' manifest survived the kill but its outputs do not match: {exc}")
 
 
-def _exists(scene: Path, pattern: str) -> Callable[[], bool]:
-    """Ready once a file matching ``pattern`` exists that did not exist when this was called."""
-    old = set(scene.glob(pattern))
-    return lambda: any(p not in old for p in scene.glob(pattern))
-
-
 def assert_no_temp_litter(scene: Path) -> None:
     """After the re-run, no half-written temporary file of the killed run is left behind."""
     litter = sorted(p.relative_to(scene).as_posix() for p in scene.rglob(".*.tmp*"))
     assert not litter, f"temporary files of the killed run are left: {litter}"
 
 
-def _check_kill(scene: Path, stage: str, before: dict[str, str], killed: bool) -> None:
-    assert killed, f"{stage} finished before it could be killed: the kill point came too late"
+def _check_kill(scene: Path, stage: str, before: dict[str, str]) -> None:
     changes = diff(before, protected(scene, stage))
     assert not changes, f"killing {stage} changed earlier outputs: {changes}"
     assert_consistent(scene, stage)
@@ -103,9 +99,8 @@ def _check_kill(scene: Path, stage: str, before: dict[str, str], killed: bool) -
 
 def test_kill_generate_mask_while_writing(tmp_path):
     """Killed between dropping its manifest and writing the new one: no manifest, user files intact, re-run."""
-    # A larger photo than the tiny pipeline's, so that writing its outputs takes long enough to be caught.
-    scene = save_scene(make_landscape(640, 360, seed=1), tmp_path / "scene")
-    reference = save_scene(make_landscape(640, 360, seed=1), tmp_path / "reference")
+    scene = save_scene(make_landscape(160, 96, seed=1), tmp_path / "scene")
+    reference = save_scene(make_landscape(160, 96, seed=1), tmp_path / "reference")
     run_stage("mask", reference)
     run_stage("mask", scene)
     doc = json.loads((scene / "image.json").read_text())
@@ -115,8 +110,8 @@ def test_kill_generate_mask_while_writing(tmp_path):
     run_stage("mask", reference)  # ...and what an uninterrupted re-run makes of it
     before = protected(scene, "mask")
     manifest = scene / "manifests" / "mask.json"
-    killed = kill_when(start_stage("mask", scene), lambda: not manifest.exists())
-    _check_kill(scene, "mask", before, killed)
+    kill_at("mask", scene, "mask:write", tmp=tmp_path)
+    _check_kill(scene, "mask", before)
     assert not manifest.exists(), "the old manifest vouches for outputs that are being replaced"
     with pytest.raises(UserError, match="no complete 'mask' outputs"):
         require_stage(ScenePaths(scene), "mask")
@@ -136,10 +131,10 @@ def test_kill_train_motion_then_rerun(pipeline, tmp_path, kill_point):  # noqa: 
     scene = pipeline.copy("motion", tmp_path / "scene")
     old = manifest_outputs(scene, "motion")
     before = protected(scene, "motion")
-    target = {"views": ".motion.partial/views/*.png", "motion3d": ".motion.partial/motion3d.npy"}[kill_point]
     args = ("--train_iteration", "12")  # other options: the outputs must change
-    killed = kill_when(start_stage("motion", scene, *args), _exists(scene, target))
-    _check_kill(scene, "motion", before, killed)
+    kill_at("motion", scene, f"motion:{kill_point}", *args, tmp=tmp_path)
+    assert (scene / ".motion.partial" / ("views" if kill_point == "views" else "motion3d.npy")).exists()
+    _check_kill(scene, "motion", before)
     if (scene / "manifests" / "motion.json").is_file():  # killed before the swap: the old outputs, intact
         assert manifest_outputs(scene, "motion") == old
     run_stage("motion", scene, *args)
@@ -161,13 +156,13 @@ def test_kill_train_4dgs_then_resume(pipeline, tmp_path):  # noqa: F811
     """Killed after a checkpoint: stage 1 intact, no gaussians manifest; the re-run resumes, then render works."""
     scene = pipeline.copy("render", tmp_path / "scene")  # over a finished run of other options
     before = protected(scene, "gaussians")
-    killed = kill_when(start_stage("gaussians", scene, *LONG_4DGS), _exists(scene, "gaussians/checkpoints/iter_*.json"))
-    _check_kill(scene, "gaussians", before, killed)
+    kill_at("gaussians", scene, "gaussians:checkpoint", *LONG_4DGS, tmp=tmp_path)
+    _check_kill(scene, "gaussians", before)
     assert not (scene / "manifests" / "gaussians.json").exists(), "a manifest vouches for a killed training run"
     with pytest.raises(UserError):  # the render's input (the gaussians manifest) is gone: not complete either
         require_stage(ScenePaths(scene), "render")
     done = max(int(p.stem[5:]) for p in (scene / "gaussians" / "checkpoints").glob("iter_*.json"))
-    assert 5 <= done < 90
+    assert done == 5  # held right after the first checkpoint
     proc = run_stage("gaussians", scene, *LONG_4DGS)
     said = proc.stdout + proc.stderr
     assert "resuming from" in said, said
@@ -190,9 +185,9 @@ def test_kill_render_then_rerun(pipeline, tmp_path):  # noqa: F811
     """Killed mid-video: the trained model intact, no render manifest; the re-run writes every video."""
     scene = pipeline.copy("render", tmp_path / "scene")
     before = protected(scene, "render")
-    long = ("--paths", "circle", "side", "--loops", "100")
-    killed = kill_when(start_stage("render", scene, *long), _exists(scene, "video/.*.tmp*"))
-    _check_kill(scene, "render", before, killed)
+    kill_at("render", scene, "render:video", "--paths", "circle", "side", tmp=tmp_path)
+    assert list((scene / "video").glob(".*.tmp*")), "the kill point is mid-video"
+    _check_kill(scene, "render", before)
     assert not (scene / "manifests" / "render.json").exists(), "a manifest vouches for a killed render"
     run_stage("render", scene, "--paths", "circle", "side")
     manifest = require_stage(ScenePaths(scene), "render")

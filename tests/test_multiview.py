@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scene.io import Camera
+from scene.cameras import Camera, default_focal, intrinsics, project_points, source_camera, unproject, unproject_depth
 from scene.multiview import (
     background_source,
     build_views,
@@ -22,17 +22,7 @@ from scene.multiview import (
     smooth_fill,
 )
 from scene.splat import zbuffer_splat
-from scene.views import (
-    default_focal,
-    intrinsics,
-    project_points,
-    rotation,
-    source_camera,
-    unproject,
-    unproject_depth,
-    view_cameras,
-    view_poses,
-)
+from scene.views import rotation, view_cameras, view_poses
 
 # ----------------------------------------------------------------------------- helpers (reused by the benchmark)
 

@@ -11,6 +11,7 @@ import torch
 
 import render_4DGS
 from scene.camera_paths import PRESETS, path_cameras
+from scene.cameras import source_camera
 from scene.gaussians import load_ply
 from scene.manifest import StageRun, read_manifest
 from scene.paths import ScenePaths
@@ -23,7 +24,6 @@ from scene.render_video import (
     render_videos,
     resize_camera,
 )
-from scene.views import source_camera
 from tests.loop_fixtures import StandInLoop
 from utils.cli import run_main
 from utils.errors import UserError

@@ -215,9 +215,10 @@ def test_tiny_inpaint_pipeline_loads_and_inpaints(tiny_inpaint, offline):
 
 
 def test_tiny_inpainter_in_build_views(tiny_inpaint, toy, offline):
+    from scene.cameras import source_camera
     from scene.depth import prior_depth
     from scene.multiview import build_views
-    from scene.views import source_camera, view_cameras
+    from scene.views import view_cameras
     from thirdparty.inpaint_diffusers import DiffusersInpainter
 
     h, w = toy.image.shape[:2]

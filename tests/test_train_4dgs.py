@@ -212,7 +212,7 @@ def test_load_trained_without_training_says_what_to_run(stage1):
 
 def _cli(*args):
     return subprocess.run(
-        [PYTHON, str(ROOT / "train_4DGS.py"), *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+        [PYTHON, str(ROOT / "train_4DGS.py"), *args], capture_output=True, text=True, cwd=ROOT, timeout=600
     )
 
 
