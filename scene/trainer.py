@@ -527,7 +527,6 @@ def train(scene: ScenePaths, cfg: TrainConfig, fresh: bool = False) -> dict | No
     paths.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     write_json(paths.config, cfg.to_dict())
     model, optimizer, dstate, run = _resume_or_init(scene, cfg, model, device, gen, meta, fresh)
-    start = time.perf_counter()
     with run_info.step("train"):
         finished = train_loop(model, optimizer, dstate, data, cfg, gen, run, paths.dir, meta, backend)
     if not finished:
@@ -551,7 +550,6 @@ def train(scene: ScenePaths, cfg: TrainConfig, fresh: bool = False) -> dict | No
             "n_gaussians": len(final.canonical),
             "n_moving": int(final.moving_idx.numel()),
             "iterations": run.iteration,
-            "train_seconds_this_run": round(time.perf_counter() - start, 2),
             "resolution": [data.width, data.height],
             "n_video_frames": data.n_video_frames,
             "n_frames": final.n_frames,

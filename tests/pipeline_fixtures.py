@@ -50,9 +50,10 @@ def stage_command(stage: str, scene: Path | str, *extra: str, tiny: bool = True)
 
 
 def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The subprocesses' environment: one OpenMP thread unless the caller chose (fast on a busy machine)."""
+    """The subprocesses' environment: one OpenMP thread unless the caller chose (fast on a busy machine, and
+    train_4DGS's MLP products are then the same whatever the user's OMP_NUM_THREADS says)."""
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
+    env["OMP_NUM_THREADS"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return {**env, **(extra or {})}
 
