@@ -21,11 +21,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scene.camera_paths import DEFAULT_PATHS, PRESETS, CameraPath, load_camera_path, resolve_presets
+from render.camera_paths import DEFAULT_PATHS, PRESETS, CameraPath, load_camera_path, resolve_presets
+from render.videos import GIF_MAX_WIDTH, LoopModel, RenderOptions, parse_resolution, render_videos, resolve_device
 from scene.io import remove_stale_temps
 from scene.manifest import StageRun, check_writable, require_stage
 from scene.paths import ScenePaths
-from scene.render_video import GIF_MAX_WIDTH, LoopModel, RenderOptions, parse_resolution, render_videos, resolve_device
 from utils.cli import make_parser, run_main
 from utils.console import info
 from utils.errors import UserError
@@ -102,7 +102,7 @@ def check_numbers(loops: int, fps: float, path_scale: float | None) -> None:
 
 def load_model(scene: ScenePaths, device: Any, iteration: int | None) -> LoopModel:
     """The trained 4D scene (train_4DGS.py's outputs)."""
-    from scene.gaussian_model import load_trained
+    from gaussians4d.model import load_trained
 
     return load_trained(scene, device=device, iteration=iteration)
 

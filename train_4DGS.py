@@ -6,7 +6,7 @@
 Writes SCENE/gaussians/ (point_cloud/iteration_N/{point_cloud.ply, deformation.safetensors,
 deformation.json}, config.json, metrics.json, cameras.json, previews/, checkpoints/) and
 manifests/gaussians.json last. Re-running resumes from the last checkpoint (--fresh to start over).
-Every option is a field of scene/train_config.py::TrainConfig; formats: docs/scene_format.md.
+Every option is a field of gaussians4d/config.py::TrainConfig; formats: docs/scene_format.md.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gaussians4d.config import PRESETS, TrainConfig, field_help, preset
 from scene.paths import ScenePaths
-from scene.train_config import PRESETS, TrainConfig, field_help, preset
 from utils.cli import make_parser, run_main
 from utils.console import info
 from utils.errors import UserError
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not scene.root.is_dir():
         raise UserError(f"{scene.root} is not a folder", "give the scene folder with --input_dir")
     cfg = build_config(args)
-    from scene.trainer import train
+    from gaussians4d.trainer import train
 
     metrics = train(scene, cfg, fresh=args.fresh)
     if metrics is None:

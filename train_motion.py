@@ -49,7 +49,7 @@ from utils.errors import UserError
 from utils.failpoints import hold
 
 if TYPE_CHECKING:
-    from scene.multiview import Points, View
+    from motion.multiview import Points, View
 
 
 @dataclass
@@ -72,7 +72,7 @@ class MotionConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads for torch; 0 = torch's default (one per core)
     seed: int = 0
-    part2: dict = field(default_factory=dict)  # flows, 3D motion, video: scene.motion_steps.Part2Config
+    part2: dict = field(default_factory=dict)  # flows, 3D motion, video: motion.stage.Part2Config
 
 
 @dataclass
@@ -147,7 +147,7 @@ def add_part1_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> MotionConfig:
-    from scene.motion_steps import parse_video_views, part2_config
+    from motion.stage import parse_video_views, part2_config
 
     fields = MotionConfig.__dataclass_fields__
     config = MotionConfig(**{k: v for k, v in vars(args).items() if k in fields})
@@ -242,7 +242,7 @@ def read_inputs(
 
 def make_inpainter(config: MotionConfig, device: str):
     """The hole filler chosen by --inpaint / --inpaint_model (OpenCV unless a model is named and loads)."""
-    from scene.multiview import inpaint_opencv
+    from motion.multiview import inpaint_opencv
 
     if config.inpaint == "opencv" or not config.inpaint_model:
         return inpaint_opencv, "opencv"
@@ -274,8 +274,8 @@ def write_views(out: MotionPaths, part1: Part1) -> None:
 
     PNGs are written with fast zlib settings (level 1) in up to 9 threads: zlib releases the GIL.
     """
-    from scene.depth import depth_preview
-    from scene.multiview import contact_sheet
+    from motion.depth import depth_preview
+    from motion.multiview import contact_sheet
 
     write_npy(out.depth, part1.depth.astype(np.float32))
     write_png(out.depth_preview, depth_preview(part1.depth), compress_level=1)
@@ -302,10 +302,10 @@ def write_views(out: MotionPaths, part1: Part1) -> None:
 
 def motion_part1(scene: ScenePaths, config: MotionConfig, run: StageRun, device: str) -> Part1:
     """Depth, cameras, views with inpainted holes and the merged point cloud (in memory)."""
+    from motion.depth import estimate_depth
+    from motion.multiview import build_views
+    from motion.views import view_cameras
     from scene.cameras import source_camera
-    from scene.depth import estimate_depth
-    from scene.multiview import build_views
-    from scene.views import view_cameras
 
     photo, regions, hints, scale = read_inputs(scene, config.resolution)
     h, w = photo.shape[:2]
@@ -345,7 +345,7 @@ def motion_part1(scene: ScenePaths, config: MotionConfig, run: StageRun, device:
 
 def motion_part2(out: MotionPaths, part1: Part1, config: MotionConfig, run: StageRun) -> None:
     """PART 2 HOOK (issue #6): 2D flow per view, 3D motion optimisation, looping video, written into ``out``."""
-    from scene.motion_steps import Part2Inputs, part2_config, run_part2
+    from motion.stage import Part2Inputs, part2_config, run_part2
 
     run_part2(out, Part2Inputs.from_part1(part1), part2_config(config.part2), part1.device, run)
 
@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI: part 1's options (part 2 adds its own here)."""
     parser = make_parser(__doc__.splitlines()[0], prog="train_motion.py")
     add_part1_args(parser)
-    from scene.motion_steps import add_part2_args
+    from motion.stage import add_part2_args
 
     add_part2_args(parser)
     return parser

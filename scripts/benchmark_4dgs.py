@@ -100,7 +100,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 def main(argv=None) -> int:
     import train_4DGS
-    from scene.trainer import train
+    from gaussians4d.trainer import train
 
     parser = make_parser("Benchmark train_4DGS on one scene.")
     where = parser.add_mutually_exclusive_group(required=True)

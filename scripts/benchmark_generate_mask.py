@@ -23,9 +23,9 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from scene.annotation import build_mask, write_mask_outputs
+from annotation.labelme import build_mask, write_mask_outputs
+from annotation.procedural import make_landscape, save_scene
 from scene.io import read_json, write_json
-from scene.procedural import make_landscape, save_scene
 from utils.cli import make_parser, run_main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -48,7 +48,7 @@ def prepare_scene(source: Path, work: Path) -> Path:
 
 def time_splat(device: str, n_points: int = 1_000_000, width: int = 1280, height: int = 720) -> float:
     """Median seconds of one zbuffer_splat of ``n_points`` random points (3 runs after a warm-up)."""
-    from scene.splat import zbuffer_splat
+    from motion.splat import zbuffer_splat
 
     g = torch.Generator().manual_seed(0)
     uv = (torch.rand(n_points, 2, generator=g) * torch.tensor([width * 1.1, height * 1.1]) - 20).to(device)
@@ -116,12 +116,12 @@ def table(runs: list[dict], splat_s: float, args, peak_host_mb: float, peak_gpu_
 
 
 def convergence_table(device: str, n_points: int = 20000, steps: Sequence[int] = (0, 25, 50, 100, 200)) -> str:
-    """Final EPE of the 3D motion optimisation vs steps on a problem with a known answer (scene/motion3d.py).
+    """Final EPE of the 3D motion optimisation vs steps on a problem with a known answer (motion/motion3d.py).
 
     Rows: ours (Gauss-Newton start + Adam), Adam from zero, and plain SGD on the mean-reduced L1 in
     world units from zero (the original's optimiser; lr 0.01).
     """
-    from scene.motion3d import MotionConfig, end_point_error, fit_motion, projected_flow, synthetic_problem
+    from motion.motion3d import MotionConfig, end_point_error, fit_motion, projected_flow, synthetic_problem
 
     xyz, _, cams, targets, visible = synthetic_problem(n_points, 320, 180)
     xyz, targets, visible = xyz.to(device), targets.to(device), visible.to(device)

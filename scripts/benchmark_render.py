@@ -29,9 +29,9 @@ if __package__ in (None, ""):
 
 import torch
 
-from scene.camera_paths import DEFAULT_PATHS, resolve_presets
+from render.camera_paths import DEFAULT_PATHS, resolve_presets
+from render.videos import LoopModel, RenderOptions, parse_resolution, render_videos, resolve_device
 from scene.paths import ScenePaths
-from scene.render_video import LoopModel, RenderOptions, parse_resolution, render_videos, resolve_device
 from tests.loop_fixtures import StandInLoop
 from utils.cli import make_parser, run_main
 
@@ -61,8 +61,8 @@ def _from_points(folder: str, n_frames: int, max_points: int, sh_degree: int) ->
     3-NN scales, opacity 0.5): a realistic count and size distribution without the training time."""
     import numpy as np
 
-    from scene.deformation import DeformationConfig
-    from scene.gaussian_model import init_gaussians
+    from gaussians4d.deformation import DeformationConfig
+    from gaussians4d.model import init_gaussians
     from scene.io import read_cameras, read_npy, read_points
 
     m = ScenePaths(folder).motion
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = RenderOptions(paths=tuple(resolve_presets(args.paths)), loops=args.loops, size=size, backend=args.backend)
     rows = []
     for folder in args.scene:
-        from scene.gaussian_model import load_trained
+        from gaussians4d.model import load_trained
 
         scene = ScenePaths(folder)
         rows.append(_row(scene.root.name, load_trained(scene, device=device), options, device, args.repeats))

@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scene.annotation import build_mask, write_mask_outputs
+from annotation.labelme import build_mask, write_mask_outputs
 from utils.cli import make_parser, run_main
 from utils.console import info
 

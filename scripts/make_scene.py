@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scene.procedural import make_landscape, save_scene
+from annotation.procedural import make_landscape, save_scene
 from utils.cli import make_parser, run_main
 from utils.errors import require
 

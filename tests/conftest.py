@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scene.procedural import ProceduralScene, make_landscape, save_scene  # noqa: E402
+from annotation.procedural import ProceduralScene, make_landscape, save_scene  # noqa: E402
 
 SHARED_SCENES = Path(os.environ.get("MOM_SHARED_SCENES", ROOT.parent / "shared" / "scenes"))
 PYTHON = sys.executable

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scene.deformation import DeformationConfig
-from scene.gaussian_model import init_gaussians
+from annotation.procedural import make_landscape
+from gaussians4d.deformation import DeformationConfig
+from gaussians4d.model import init_gaussians
 from scene.io import Camera, PointCloud, write_cameras, write_mask, write_npy, write_png, write_points
 from scene.manifest import StageRun
 from scene.paths import ScenePaths
-from scene.procedural import make_landscape
 
 
 def _cameras(width: int, height: int, focal: float) -> list[Camera]:

@@ -1,4 +1,4 @@
-"""A stand-in for a trained 4D scene (scene.gaussian_model.FourDGaussians) for render tests and benchmarks.
+"""A stand-in for a trained 4D scene (gaussians4d.model.FourDGaussians) for render tests and benchmarks.
 
 Random Gaussians filling the photo camera's view between depths 2 and 10 (a landscape-like depth range),
 a third of them swaying sideways with the loop phase; ``at_time`` is exactly periodic (t is wrapped).

@@ -150,7 +150,7 @@ class Pipeline:
 
 def build_pipeline(root: Path) -> Pipeline:
     """Run the four stages on a tiny procedural scene under ``root/work``; copy each state to ``root/<state>``."""
-    from scene.procedural import make_landscape, save_scene
+    from annotation.procedural import make_landscape, save_scene
 
     work = Path(root) / "work"
     save_scene(make_landscape(*SIZE, seed=0), work)

@@ -1,4 +1,4 @@
-"""scene/animate.py: splatting, hole filling and the properties of the looping video."""
+"""motion/animate.py: splatting, hole filling and the properties of the looping video."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from scene.animate import LoopAnimator, fill_holes, flow_from_motion, integrate, sample_flow, soft_splat
+from annotation.procedural import make_landscape
+from motion.animate import LoopAnimator, fill_holes, flow_from_motion, integrate, sample_flow, soft_splat
+from motion.flow import dense_flow, lift_hints
 from scene.cameras import Camera
-from scene.flow import dense_flow, lift_hints
-from scene.procedural import make_landscape
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

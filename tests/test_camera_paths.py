@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from scene.camera_paths import (
+from render.camera_paths import (
     DEFAULT_PATHS,
     PRESETS,
     frame_phases,

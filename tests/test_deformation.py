@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from scene import densify
-from scene.deformation import DeformationConfig, HexPlaneDeformation, plane_tv, projective_coords, time_smoothness
-from scene.gaussian_model import FourDGaussians, TrainableGaussians, deform, loop_frames
+from gaussians4d import densify
+from gaussians4d.config import TrainConfig, config_from_dict, preset
+from gaussians4d.deformation import DeformationConfig, HexPlaneDeformation, plane_tv, projective_coords, time_smoothness
+from gaussians4d.losses import l1_loss, photometric_loss, psnr, ssim
+from gaussians4d.model import FourDGaussians, TrainableGaussians, deform, loop_frames
 from scene.gaussians import GaussianParams
-from scene.losses import l1_loss, photometric_loss, psnr, ssim
-from scene.train_config import TrainConfig, config_from_dict, preset
 from utils.errors import UserError
 
 CFG = DeformationConfig(grid_resolution=6, grid_multires=(1, 2), time_resolution=5, grid_features=3, mlp_width=8)
@@ -307,7 +307,7 @@ def _trainable(n: int = 30) -> TrainableGaussians:
 
 
 def _optimizer_with_state(model: TrainableGaussians) -> torch.optim.Adam:
-    from scene.trainer import make_optimizer
+    from gaussians4d.trainer import make_optimizer
 
     opt = make_optimizer(model, TrainConfig())
     at = model.at(0.3)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scene.depth import (
+from annotation.procedural import SKY_DEPTH as PROCEDURAL_SKY
+from annotation.procedural import make_landscape
+from motion.depth import (
     FAR_DEPTH,
     NEAR_DEPTH,
     SKY_DEPTH,
@@ -17,8 +19,6 @@ from scene.depth import (
     normalise_depth,
     prior_depth,
 )
-from scene.procedural import SKY_DEPTH as PROCEDURAL_SKY
-from scene.procedural import make_landscape
 from utils.errors import UserError
 
 

@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 
+from annotation.procedural import make_landscape, save_scene
 from scene.manifest import require_stage
 from scene.paths import ScenePaths
-from scene.procedural import make_landscape, save_scene
 from tests.pipeline_fixtures import (
     manifest_outputs,
     pipeline,  # noqa: F401 (fixture)

@@ -1,4 +1,4 @@
-"""scene/flow.py: hints lifted to 3D, dense Eulerian flow per view, previews."""
+"""motion/flow.py: hints lifted to 3D, dense Eulerian flow per view, previews."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scene.cameras import Camera, CameraBatch, unproject
-from scene.flow import (
+from motion.flow import (
     dense_flow,
     draw_flow_arrows,
     flow_to_rgb,
@@ -17,6 +16,7 @@ from scene.flow import (
     lift_hints,
     warn_regions_without_hints,
 )
+from scene.cameras import Camera, CameraBatch, unproject
 from scene.io import Hint
 
 pytestmark = pytest.mark.usefixtures("one_thread")

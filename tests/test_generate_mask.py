@@ -1,4 +1,4 @@
-"""scripts/generate_mask.py and scene/annotation.py: labelme annotation -> regions, mask, hints, photo."""
+"""scripts/generate_mask.py and annotation/labelme.py: labelme annotation -> regions, mask, hints, photo."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scene.annotation import (
+from annotation.labelme import (
     RegionShape,
     build_mask,
     rasterize_regions,
     rasterize_shape,
     render_preview,
 )
+from annotation.procedural import make_landscape, save_scene
 from scene.io import Hint, read_hints, read_json, read_labels, read_mask, read_rgb
 from scene.manifest import require_stage
 from scene.paths import ScenePaths
-from scene.procedural import make_landscape, save_scene
 from tests.conftest import PYTHON, ROOT, real_scene
 from utils.cli import run_main
 from utils.errors import UserError

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from annotation.procedural import make_landscape, save_scene
 from scene.manifest import require_stage
 from scene.paths import ScenePaths
-from scene.procedural import make_landscape, save_scene
 from tests.pipeline_fixtures import (
     STAGES,
     diff,

@@ -1,4 +1,4 @@
-"""scene/motion3d.py: targets with visibility, the analytic gradients, recovery of a known 3D motion."""
+"""motion/motion3d.py: targets with visibility, the analytic gradients, recovery of a known 3D motion."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scene.cameras import Camera, CameraBatch, source_camera
-from scene.motion3d import (
+from motion.motion3d import (
     MotionConfig,
     _blocks,
     _prior_grad,
@@ -20,7 +19,8 @@ from scene.motion3d import (
     solve3,
     synthetic_problem,
 )
-from scene.views import view_cameras
+from motion.views import view_cameras
+from scene.cameras import Camera, CameraBatch, source_camera
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from motion.stage import Part2Inputs, parse_video_views, part2_config
 from scene.io import read_labels, read_npy, read_points, read_rgb
-from scene.motion_steps import Part2Inputs, parse_video_views, part2_config
 from scene.paths import ScenePaths
 from utils.errors import UserError
 
@@ -18,7 +18,7 @@ from utils.errors import UserError
 def finished(tmp_path_factory, toy):
     """generate_mask + train_motion (3 views, 6 frames, 10 steps, videos of views 0 and 2)."""
     import train_motion
-    from scene.procedural import save_scene
+    from annotation.procedural import save_scene
     from scripts.generate_mask import main as generate_mask
 
     previous = torch.get_num_threads()
@@ -86,7 +86,7 @@ def test_bad_options():
 def test_no_usable_hint_gives_a_still_video(finished, tmp_path, capsys):
     from dataclasses import replace
 
-    from scene.motion_steps import Part2Config, run_part2
+    from motion.stage import Part2Config, run_part2
     from scene.paths import MotionPaths
 
     inputs = Part2Inputs.from_files(finished, finished.motion)

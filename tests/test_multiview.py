@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scene.cameras import Camera, default_focal, intrinsics, project_points, source_camera, unproject, unproject_depth
-from scene.multiview import (
+from motion.multiview import (
     background_source,
     build_views,
     contact_sheet,
@@ -21,8 +20,9 @@ from scene.multiview import (
     render_points,
     smooth_fill,
 )
-from scene.splat import zbuffer_splat
-from scene.views import rotation, view_cameras, view_poses
+from motion.splat import zbuffer_splat
+from motion.views import rotation, view_cameras, view_poses
+from scene.cameras import Camera, default_focal, intrinsics, project_points, source_camera, unproject, unproject_depth
 
 # ----------------------------------------------------------------------------- helpers (reused by the benchmark)
 
@@ -256,7 +256,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_source_view_rerender_reproduces_photo(toy):
-    from scene.depth import prior_depth
+    from motion.depth import prior_depth
 
     h, w = toy.image.shape[:2]
     cam0 = source_camera(w, h)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from scene.procedural import make_landscape, save_scene
+from annotation.procedural import make_landscape, save_scene
 
 
 @pytest.mark.parametrize(("w", "h"), [(96, 64), (320, 180), (64, 96)])

@@ -1,4 +1,4 @@
-"""render_4DGS.py and scene.render_video: frame counts, sizes, the loop seam, custom paths, PLY export,
+"""render_4DGS.py and render.videos: frame counts, sizes, the loop seam, custom paths, PLY export,
 determinism, and one-line refusals of bad input that leave the scene folder untouched."""
 
 from __future__ import annotations
@@ -10,12 +10,8 @@ import pytest
 import torch
 
 import render_4DGS
-from scene.camera_paths import PRESETS, path_cameras
-from scene.cameras import source_camera
-from scene.gaussians import load_ply
-from scene.manifest import StageRun, read_manifest
-from scene.paths import ScenePaths
-from scene.render_video import (
+from render.camera_paths import PRESETS, path_cameras
+from render.videos import (
     RenderOptions,
     bake_loop,
     export_loop_ply,
@@ -24,6 +20,10 @@ from scene.render_video import (
     render_videos,
     resize_camera,
 )
+from scene.cameras import source_camera
+from scene.gaussians import load_ply
+from scene.manifest import StageRun, read_manifest
+from scene.paths import ScenePaths
 from tests.loop_fixtures import StandInLoop
 from utils.cli import run_main
 from utils.errors import UserError
@@ -275,8 +275,8 @@ def trained(tmp_path_factory):
 
 
 def test_trained_scene_every_default_path(trained):
-    from scene.camera_paths import DEFAULT_PATHS
-    from scene.gaussian_model import load_trained
+    from gaussians4d.model import load_trained
+    from render.camera_paths import DEFAULT_PATHS
 
     scene, _ = trained
     model = load_trained(scene)
@@ -288,7 +288,7 @@ def test_trained_scene_every_default_path(trained):
 
 
 def test_trained_scene_loop_seam(trained):
-    from scene.gaussian_model import load_trained
+    from gaussians4d.model import load_trained
 
     scene, _ = trained
     model = load_trained(scene)
@@ -303,7 +303,7 @@ def test_trained_scene_loop_seam(trained):
 
 
 def test_trained_scene_ply_export(trained):
-    from scene.gaussian_model import load_trained
+    from gaussians4d.model import load_trained
 
     scene, _ = trained
     model = load_trained(scene)
@@ -334,7 +334,7 @@ def test_trained_scene_renders_identically_twice(trained, tmp_path):
 @pytest.mark.gpu
 def test_gpu_videos(tmp_path):
     """The whole render on CUDA (gsplat): frame counts and sizes at 1280x720, all default paths."""
-    from scene.camera_paths import DEFAULT_PATHS
+    from render.camera_paths import DEFAULT_PATHS
 
     model = StandInLoop(n_gaussians=20000, width=1280, height=720, n_frames=6, sh_degree=3)
     options = RenderOptions(paths=tuple(PRESETS[n] for n in DEFAULT_PATHS), size=(1280, 720))
@@ -346,7 +346,7 @@ def test_gpu_videos(tmp_path):
 
 def test_interrupted_render_keeps_previous_outputs(tmp_path, model, monkeypatch):
     """Ctrl-C mid-render: the previous video and frames stay as they were, no temporary files are left."""
-    import scene.render_video as rv
+    import render.videos as rv
 
     options = RenderOptions(paths=(PRESETS["side"],), size=(32, 24), save_frames=True)
     render_videos(model, tmp_path, options, "cpu")
@@ -368,7 +368,7 @@ def test_interrupted_render_keeps_previous_outputs(tmp_path, model, monkeypatch)
 
 
 def test_encoder_failure_is_raised(tmp_path, model, monkeypatch):
-    import scene.render_video as rv
+    import render.videos as rv
 
     def broken(path, frames, fps):
         for i, _ in enumerate(frames):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scene.depth import NEAR_DEPTH, SKY_DEPTH, estimate_depth
+from motion.depth import NEAR_DEPTH, SKY_DEPTH, estimate_depth
 from thirdparty.depth_transformers import (
     ModelUnavailable,
     TransformersDepth,
@@ -215,10 +215,10 @@ def test_tiny_inpaint_pipeline_loads_and_inpaints(tiny_inpaint, offline):
 
 
 def test_tiny_inpainter_in_build_views(tiny_inpaint, toy, offline):
+    from motion.depth import prior_depth
+    from motion.multiview import build_views
+    from motion.views import view_cameras
     from scene.cameras import source_camera
-    from scene.depth import prior_depth
-    from scene.multiview import build_views
-    from scene.views import view_cameras
     from thirdparty.inpaint_diffusers import DiffusersInpainter
 
     h, w = toy.image.shape[:2]

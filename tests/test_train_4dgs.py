@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from scene.gaussian_model import load_trained
-from scene.losses import psnr
+from gaussians4d.config import config_from_dict, preset
+from gaussians4d.losses import psnr
+from gaussians4d.model import load_trained
+from gaussians4d.trainer import latest_checkpoint, load_data, render_at, train
 from scene.manifest import read_manifest
 from scene.paths import ScenePaths
-from scene.train_config import config_from_dict, preset
-from scene.trainer import latest_checkpoint, load_data, render_at, train
 from tests.conftest import PYTHON, ROOT
 from tests.fourdgs_fixture import make_stage1_scene
 from utils.errors import UserError
@@ -64,7 +64,7 @@ def trained(stage1, tmp_path_factory):
 
 def _untrained_psnr(scene: ScenePaths) -> float:
     """Mean PSNR of the initial Gaussians (before any step) over the training images."""
-    from scene.trainer import build_model, evaluate
+    from gaussians4d.trainer import build_model, evaluate
 
     cfg = tiny_config()
     data = load_data(scene, cfg, torch.device("cpu"))
@@ -144,7 +144,7 @@ def test_save_then_load_renders_identically(trained, stage1):
     data = load_data(scene, tiny_config(), torch.device("cpu"))
     loaded = load_trained(scene)
     # Rebuild "the model in memory" from the checkpoint of the last iteration and export it.
-    from scene.trainer import build_model, load_checkpoint
+    from gaussians4d.trainer import build_model, load_checkpoint
 
     cfg = tiny_config()
     model = build_model(scene, cfg, data, torch.device("cpu"))
@@ -189,7 +189,7 @@ def test_resume_after_interruption(stage1, tmp_path):
 
 
 def test_nan_loss_names_the_last_checkpoint(stage1, tmp_path, monkeypatch):
-    import scene.trainer as trainer
+    import gaussians4d.trainer as trainer
 
     scene = _copy(stage1, tmp_path / "scene")
     real, calls = trainer.photometric_loss, {"n": 0}

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 import train_motion
+from annotation.procedural import save_scene
 from scene.io import read_cameras, read_labels, read_mask, read_npy, read_points, read_rgb, to_uint8
 from scene.manifest import read_manifest, require_stage
 from scene.paths import ScenePaths
-from scene.procedural import save_scene
 from utils.cli import run_main
 
 

@@ -18,7 +18,7 @@ NEGATIVE_PROMPT = "text, watermark, frame, border, people, blurry"
 
 
 class DiffusersInpainter:
-    """``StableDiffusionInpaintPipeline`` as an :data:`scene.multiview.Inpainter`.
+    """``StableDiffusionInpaintPipeline`` as an :data:`motion.multiview.Inpainter`.
 
     The view is resized so that its longer side is ``size`` pixels (a multiple of 8), inpainted, and
     resized back; callers keep only the hole pixels of the result.

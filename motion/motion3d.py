@@ -445,13 +445,13 @@ def synthetic_problem(
     n_points: int = 3000, width: int = 96, height: int = 64, n_views: int = 25, seed: int = 0
 ) -> tuple[Tensor, Tensor, list[Camera], Tensor, Tensor]:
     """A problem with a known answer (tests, benchmarks): points on receding ground and a far layer,
-    a smooth known 3D motion, the real view set (scene.views) at ``width`` x ``height``.
+    a smooth known 3D motion, the real view set (motion.views) at ``width`` x ``height``.
 
     Returns (xyz [P, 3], motion [P, 3], cameras, targets [V, P, 2], visible [V, P]) with targets the
     exact projections of the known motion: mutually consistent by construction.
     """
+    from motion.views import view_cameras
     from scene.cameras import source_camera
-    from scene.views import view_cameras
 
     g = torch.Generator().manual_seed(seed)
     cams = view_cameras(source_camera(width, height), n_views)

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from motion.splat import zbuffer_splat
 from scene.cameras import Camera, project_points, unproject, unproject_depth
 from scene.io import PointCloud
-from scene.splat import zbuffer_splat
 
 Inpainter = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image uint8 [H,W,3], hole bool [H,W]) -> uint8
 

@@ -1,6 +1,6 @@
 """Photometric losses of the 4D Gaussian stage: weighted L1, D-SSIM, PSNR (images [C, H, W, 3] in [0, 1]).
 
-The HexPlane regularisers (total variation, time smoothness) live with the planes in scene/deformation.py
+The HexPlane regularisers (total variation, time smoothness) live with the planes in gaussians4d/deformation.py
 and are re-exported here.
 """
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from scene.deformation import plane_tv, time_smoothness
+from gaussians4d.deformation import plane_tv, time_smoothness
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

@@ -3,7 +3,7 @@
 Frame ``i`` of ``N`` (t = i / N): every pixel of the motion mask is carried along the flow ``i`` steps
 forward (Euler integration: ``p <- p + flow(p)``, flow sampled bilinearly) and, separately, ``N - i``
 steps backward (``q <- q - flow(q)``); both sets of pixels are splatted with a z-buffer (the photo's
-depth orders them, :func:`scene.splat.zbuffer_splat`) and blended per pixel with weights ``1 - i/N``
+depth orders them, :func:`motion.splat.zbuffer_splat`) and blended per pixel with weights ``1 - i/N``
 and ``i/N`` (where only one splat covers a pixel it is used alone). Frame 0 is the photo (forward by
 0 steps, weight 1) and frame N would be the photo again (backward by 0 steps, weight 1): the loop
 closes without a seam. Pixels no splat reaches are filled from their neighbours inside the mask
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from scene.splat import zbuffer_splat
+from motion.splat import zbuffer_splat
 
 
 def _check_view(image: Tensor, flow: Tensor, mask: Tensor, depth: Tensor) -> None:

@@ -8,7 +8,7 @@ The model does the same in 3D: each moving Gaussian (motion region > 0) is drawn
 - a backward copy at x - (1 - t) * D + r(x, t),  opacity a_b = 1 - (1 - a) ** t
 
 where D = N_video * m is the displacement over one loop (m = stage 1's motion3d, world units per video
-frame) and r is the learned residual of :class:`scene.deformation.HexPlaneDeformation`, periodic in t.
+frame) and r is the learned residual of :class:`gaussians4d.deformation.HexPlaneDeformation`, periodic in t.
 The opacities split the transmittance, (1 - a_f)(1 - a_b) = 1 - a, so two coincident copies cover
 exactly as much as the canonical Gaussian. At t = 0 only the forward copy is visible at x + r(x, 0); as
 t -> 1 only the backward copy, at x + r(x, 1) = x + r(x, 0): the scene at t = 1 is the scene at t = 0.
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scene.deformation import DeformationConfig, HexPlaneDeformation, projective_coords
+from gaussians4d.deformation import DeformationConfig, HexPlaneDeformation, projective_coords
 from scene.gaussians import GaussianParams, load_ply, rgb_to_sh_dc, save_ply, sh_coeff_count
 from scene.io import Camera, PointCloud, read_cameras, read_json, write_cameras, write_json
 from scene.paths import GAUSSIANS_CMD, GaussianPaths, ScenePaths

@@ -83,7 +83,7 @@ class TrainConfig:
     lr_mlp: float = 1.6e-4
     """Learning rate of the deformation MLP (decays x0.1)."""
 
-    # --- densification (scene/densify.py)
+    # --- densification (gaussians4d/densify.py)
     densify: bool = True
     """Grow and prune Gaussians (3DGS-style)."""
     densify_from: int = 100

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scene.gaussian_model import TrainableGaussians
+from gaussians4d.model import TrainableGaussians
 
 SPLIT_SHRINK = 1.6  # children of a split are this much smaller (3DGS)
 
 
 @dataclass(frozen=True)
 class DensifyConfig:
-    """When and how to grow and prune (see scene/train_config.py for each field's meaning)."""
+    """When and how to grow and prune (see gaussians4d/config.py for each field's meaning)."""
 
     start: int = 100  # first iteration of a refinement step
     stop: int = 900  # no refinement at or after this iteration

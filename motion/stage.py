@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from scene.animate import LoopAnimator, flow_from_motion
-from scene.flow import dense_flow, draw_flow_arrows, flow_to_rgb, lift_hints, warn_regions_without_hints
+from motion.animate import LoopAnimator, flow_from_motion
+from motion.flow import dense_flow, draw_flow_arrows, flow_to_rgb, lift_hints, warn_regions_without_hints
+from motion.motion3d import (
+    MotionConfig,
+    end_point_error,
+    fit_motion,
+    knn_edges,
+    projected_flow,
+    sample_flow_targets,
+)
 from scene.io import (
     Camera,
     Hint,
@@ -31,14 +39,6 @@ from scene.io import (
     write_json,
     write_npy,
     write_png,
-)
-from scene.motion3d import (
-    MotionConfig,
-    end_point_error,
-    fit_motion,
-    knn_edges,
-    projected_flow,
-    sample_flow_targets,
 )
 from scene.paths import MASK_CMD, MOTION_CMD, MotionPaths, ScenePaths
 from utils.console import info, warn
@@ -59,7 +59,7 @@ class Part2Config:
     train_iteration: int = 100
     """Adam steps of the 3D motion optimisation."""
     motion_lr: float = 0.02
-    """Adam learning rate, pixels (see scene/motion3d.py)."""
+    """Adam learning rate, pixels (see motion/motion3d.py)."""
     smooth_weight: float = 0.05
     """Weight of the neighbour smoothness prior of the 3D motion."""
     n_frames: int = 120

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scene.camera_paths import CameraPath, path_cameras, reference_depth
+from render.camera_paths import CameraPath, path_cameras, reference_depth
 from scene.cameras import CameraBatch
 from scene.gaussians import GaussianParams, save_ply
 from scene.io import Camera, write_json, write_png
@@ -37,7 +37,7 @@ GIF_MAX_WIDTH = 480  # GIFs are previews: full-HD GIFs are tens of MB and slow t
 
 
 class LoopModel(Protocol):
-    """What rendering needs from a trained 4D scene (scene.gaussian_model.FourDGaussians)."""
+    """What rendering needs from a trained 4D scene (gaussians4d.model.FourDGaussians)."""
 
     n_frames: int  # frames per loop
     cameras: list[Camera]  # cameras[0] = the photo's camera

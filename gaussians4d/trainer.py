@@ -21,10 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scene import densify
+from gaussians4d import densify
+from gaussians4d.config import TrainConfig, config_from_dict
+from gaussians4d.deformation import DeformationConfig
+from gaussians4d.losses import photometric_loss, psnr
+from gaussians4d.model import FourDGaussians, TrainableGaussians, init_gaussians, save_trained
 from scene.cameras import CameraBatch
-from scene.deformation import DeformationConfig
-from scene.gaussian_model import FourDGaussians, TrainableGaussians, init_gaussians, save_trained
 from scene.io import (
     Camera,
     atomic_path,
@@ -38,10 +40,8 @@ from scene.io import (
     write_json,
     write_png,
 )
-from scene.losses import photometric_loss, psnr
 from scene.manifest import StageRun, check_writable, file_hash, require_stage
 from scene.paths import GAUSSIANS_CMD, ScenePaths
-from scene.train_config import TrainConfig, config_from_dict
 from utils.console import console, info, progress, warn
 from utils.errors import UserError
 from utils.failpoints import hold
