@@ -1,9 +1,6 @@
-"""labelme annotations -> motion regions and motion hints (the logic of scripts/generate_mask.py).
-
-Reading is strict and separated from writing: :func:`build_mask` parses and validates everything in
-memory (raising :class:`utils.errors.UserError` with one line on any problem); only then
-:func:`write_mask_outputs` writes the outputs, each through a temporary file, all renamed at the end,
-the manifest last. So a bad annotation never leaves a half-written scene.
+"""Reading labelme annotations: the JSON document, its photo (a file beside it or the embedded imageData),
+region shapes and hint lines, and the old ``labelme_json_to_dataset`` folder. Strict: any problem is a
+:class:`utils.errors.UserError` with one line; nothing here writes.
 
 Coordinates are labelme's: x right, y down, in full-resolution pixels, pixel (i, j) centred on
 (x=i, y=j). Regions are rasterised exactly like labelme's ``shape_to_mask`` (PIL ImageDraw, fill and
@@ -14,35 +11,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import io
 import math
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-import cv2
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from scene.io import (
     Hint,
-    atomic_path,
     load_image_any,
     read_json,
-    remove_stale_temps,
-    write_hints,
-    write_labels,
-    write_mask,
-    write_png,
 )
-from scene.manifest import StageRun, check_writable
-from scene.paths import ScenePaths
 from utils.console import warn
 from utils.errors import UserError
-from utils.failpoints import hold
 
 REGION_TYPES = ("polygon", "rectangle", "circle")
 HINT_TYPES = ("line", "linestrip")
@@ -73,34 +58,6 @@ class RegionShape:
     shape_type: str  # "polygon" | "rectangle" | "circle"
     points: np.ndarray  # (N, 2) float64, x right, y down, pixels
     index: int  # position in the labelme "shapes" list (0-based), for messages
-
-
-@dataclass
-class MaskResult:
-    """Everything scripts/generate_mask.py writes, computed and validated in memory."""
-
-    scene: ScenePaths  # where the outputs go
-    json_path: Path
-    image_path: Path | None  # the picture file used; None = the embedded imageData
-    image: np.ndarray  # (H, W, 3) uint8 RGB at annotation size
-    regions: np.ndarray  # (H, W) int32, 0 = static, 1..K in shape order
-    region_labels: list[str]  # label of region k at index k - 1
-    hints: list[Hint]  # full-resolution pixels, region = region of the start point (0 = none)
-    warnings: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per step of build_mask
-
-    @property
-    def mask(self) -> np.ndarray:
-        """(H, W) bool union of the regions."""
-        return self.regions > 0
-
-
-class _Warnings(list):
-    """Collects warnings and shows each at once (so the user sees them even if a later check fails)."""
-
-    def add(self, message: str) -> None:
-        self.append(message)
-        warn(message)
 
 
 # ----------------------------------------------------------------------------- the labelme document
@@ -359,104 +316,6 @@ def _outside(points: np.ndarray, width: int, height: int) -> bool:
     return bool(np.any(points < -0.5) or np.any(points[:, 0] > width - 0.5) or np.any(points[:, 1] > height - 0.5))
 
 
-# ----------------------------------------------------------------------------- rasterising
-
-
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: RegionShape, value: int) -> None:
-    """Draw one shape with fill and outline ``value``, as labelme's ``shape_to_mask`` does."""
-    pts = shape.points
-    if shape.shape_type == "circle":
-        (cx, cy), (px, py) = pts
-        r = math.hypot(cx - px, cy - py)
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=value, fill=value)
-    elif shape.shape_type == "rectangle" and len(pts) == 2:
-        # PIL needs corners ordered; labelme stores the two clicks in drawing order.
-        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-        draw.rectangle([x0, y0, x1, y1], outline=value, fill=value)
-    else:  # polygon, or a 4-corner rectangle
-        draw.polygon([tuple(p) for p in pts.tolist()], outline=value, fill=value)
-
-
-def rasterize_shape(shape: RegionShape, width: int, height: int) -> np.ndarray:
-    """(H, W) bool mask of one shape, labelme's rasterisation (PIL, outline included)."""
-    img = Image.new("L", (width, height), 0)
-    _draw_shape(ImageDraw.Draw(img), shape, 1)
-    return np.asarray(img, bool)
-
-
-def rasterize_regions(shapes: list[RegionShape], width: int, height: int) -> np.ndarray:
-    """(H, W) int32 region map: 0 static, shape k (1-based, in order) -> k; later shapes overwrite earlier."""
-    # One int32 canvas drawn in order gives the same pixels as per-shape masks assigned in order.
-    img = Image.new("I", (width, height), 0)
-    draw = ImageDraw.Draw(img)
-    for k, shape in enumerate(shapes, 1):
-        _draw_shape(draw, shape, k)
-    return np.asarray(img, np.int32).copy()
-
-
-def drop_empty_regions(
-    regions: np.ndarray, shapes: list[RegionShape], add: Callable[[str], None] = warn
-) -> tuple[np.ndarray, list[RegionShape]]:
-    """Renumber so that every id 1..K has pixels (warning about shapes that cover none)."""
-    counts = np.bincount(regions.ravel(), minlength=len(shapes) + 1)
-    keep = [k for k in range(1, len(shapes) + 1) if counts[k] > 0]
-    for k in range(1, len(shapes) + 1):
-        if counts[k] == 0:
-            s = shapes[k - 1]
-            add(f"shape {s.index} '{s.label}' ({s.shape_type}) covers no pixel (outside the image or hidden): skipped")
-    if len(keep) == len(shapes):
-        return regions, shapes
-    lut = np.zeros(len(shapes) + 1, np.int32)
-    lut[keep] = np.arange(1, len(keep) + 1)
-    return lut[regions], [shapes[k - 1] for k in keep]
-
-
-def assign_hint_regions(hints: list[Hint], regions: np.ndarray, add: Callable[[str], None] = warn) -> list[Hint]:
-    """Each hint gets the region its start point falls in (nearest pixel); 0, warned, if none."""
-    h, w = regions.shape
-    out = []
-    for hint in hints:
-        x = min(max(round(hint.start[0]), 0), w - 1)
-        y = min(max(round(hint.start[1]), 0), h - 1)
-        region = int(regions[y, x])
-        if region == 0:
-            add(
-                f"hint '{hint.label}' from ({hint.start[0]:.1f}, {hint.start[1]:.1f}) starts outside every motion "
-                "region: kept with region 0 (it still steers the motion nearby; move its start into a region to tie it)"
-            )
-        out.append(Hint(hint.start, hint.end, region, hint.label))
-    return out
-
-
-# ----------------------------------------------------------------------------- preview
-
-_PALETTE = np.array(
-    [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)],
-    np.float32,
-)
-
-
-def render_preview(image: np.ndarray, regions: np.ndarray, hints: list[Hint], alpha: float = 0.45) -> np.ndarray:
-    """(H, W, 3) uint8: the photo, each region tinted in its own colour, hints as yellow arrows."""
-    if image.shape[:2] != regions.shape:
-        raise ValueError(f"image {image.shape} and regions {regions.shape} differ in size")
-    colours = np.vstack([np.zeros((1, 3), np.float32), _PALETTE[np.arange(int(regions.max(initial=0))) % 7]])
-    tint = colours[regions]
-    inside = (regions > 0)[..., None]
-    out = np.where(inside, image * (1 - alpha) + tint * alpha, image).astype(np.uint8)
-    h, w = regions.shape
-    thick = max(1, round(min(h, w) / 300))
-    for hint in hints:
-        a = (round(hint.start[0]), round(hint.start[1]))
-        b = (round(hint.end[0]), round(hint.end[1]))
-        length = max(math.dist(a, b), 1.0)
-        tip = min(0.4, max(0.15, 6.0 * thick / length))
-        cv2.arrowedLine(out, a, b, (0, 0, 0), thick + 2, cv2.LINE_AA, tipLength=tip)
-        cv2.arrowedLine(out, a, b, (255, 230, 0), thick, cv2.LINE_AA, tipLength=tip)
-        cv2.circle(out, a, thick + 1, (255, 230, 0), -1, cv2.LINE_AA)
-    return out
-
-
 # ----------------------------------------------------------------------------- legacy image_json/
 
 
@@ -499,106 +358,3 @@ def check_legacy_agrees(folder: Path, regions: np.ndarray, add: Callable[[str], 
     if iou < 0.98:
         add(f"{folder / 'label.png'} disagrees with image.json (IoU {iou:.3f}): image.json is used")
     return float(iou)
-
-
-# ----------------------------------------------------------------------------- the whole stage
-
-
-def resolve_input(input_dir: str | Path) -> tuple[ScenePaths, Path | None]:
-    """(scene whose outputs are written, legacy image_json folder or None) for ``--input_dir``."""
-    folder = Path(input_dir)
-    if not folder.is_dir():
-        raise UserError(f"{folder} is not a folder", "give --input_dir the scene folder holding image.json")
-    if is_legacy_dir(folder):
-        return ScenePaths(folder.resolve().parent), folder  # resolve: "." has no parent
-    return ScenePaths(folder), None
-
-
-def build_mask(input_dir: str | Path) -> MaskResult:
-    """Parse and validate the annotation of a scene folder (or a legacy image_json/ folder) into memory.
-
-    Raises UserError (one line) for every problem listed in docs/scene_format.md; writes nothing.
-    """
-    scene, legacy = resolve_input(input_dir)
-    json_path = scene.labelme_json
-    if legacy is not None and not json_path.is_file():
-        raise UserError(
-            f"{legacy} holds only painted strokes (label.png), not the hint lines, and {json_path} is missing",
-            f"put the labelme JSON the folder was made from at {json_path}",
-        )
-    log = _Warnings()
-    t0 = time.perf_counter()
-    doc = read_labelme(json_path)
-    t1 = time.perf_counter()
-    extra = (legacy / "img.png",) if legacy is not None else ()
-    image, image_path = load_annotation_image(json_path, doc, extra)
-    t2 = time.perf_counter()
-    h, w = image.shape[:2]
-    shapes, hints = split_shapes(json_path, doc, w, h, log.add)
-    if not shapes:
-        raise UserError(
-            f"{json_path} has no motion region (polygon, rectangle or circle not labelled hint*)",
-            "draw a polygon around each part that should move",
-        )
-    if not hints:
-        raise UserError(
-            f"{json_path} has no motion hint (a line labelled hint*)",
-            "draw a line labelled hint_0 from where the motion starts to where it goes",
-        )
-    regions, shapes = drop_empty_regions(rasterize_regions(shapes, w, h), shapes, log.add)
-    if not shapes:
-        raise UserError(f"every motion region of {json_path} lies outside the image", "redraw the regions")
-    hints = assign_hint_regions(hints, regions, log.add)
-    if legacy is not None and all((legacy / n).is_file() for n in LEGACY_FILES):
-        check_legacy_agrees(legacy, regions, log.add)
-    labels = [s.label for s in shapes]
-    timings = {"read_json": t1 - t0, "read_image": t2 - t1, "rasterise": time.perf_counter() - t2}
-    return MaskResult(scene, json_path, image_path, image, regions, labels, hints, list(log), timings)
-
-
-@contextlib.contextmanager
-def _all_or_nothing(paths: list[Path]) -> Iterator[dict[Path, Path]]:
-    """Temporary paths for every output; all renamed over their targets only if the block succeeds."""
-    with contextlib.ExitStack() as stack:
-        yield {p: stack.enter_context(atomic_path(p)) for p in paths}
-
-
-def write_mask_outputs(result: MaskResult, config: dict[str, Any]) -> list[Path]:
-    """Write image_rgb.png, mask.png, regions.png, hints.json, mask_preview.png, then the manifest."""
-    scene = result.scene
-    check_writable(scene.root)
-    inputs = [q for q in (_inside(p, scene.root) for p in (result.json_path, result.image_path)) if q is not None]
-    run = StageRun(scene, "mask", config, inputs=inputs)
-    run.timings.update(result.timings)
-    with run.step("preview"):
-        preview = render_preview(result.image, result.regions, result.hints)
-    outputs = [scene.photo, scene.mask, scene.regions, scene.hints, scene.mask_preview]
-    run.invalidate()  # the old manifest must not vouch for a half-replaced set
-    remove_stale_temps(scene.root, outputs)  # what a killed run left half-written
-    with run.step("write"), _all_or_nothing(outputs) as tmp:
-        write_png(tmp[scene.photo], result.image)
-        write_mask(tmp[scene.mask], result.mask)
-        write_labels(tmp[scene.regions], result.regions)
-        hold("mask:write")
-        write_hints(tmp[scene.hints], result.hints)
-        write_png(tmp[scene.mask_preview], preview)
-    run.info.update(
-        image_source=str(result.image_path) if result.image_path else "imageData",
-        size=[int(result.image.shape[1]), int(result.image.shape[0])],
-        region_labels=result.region_labels,
-        region_pixels=np.bincount(result.regions.ravel())[1:].tolist(),
-        hints=len(result.hints),
-        warnings=result.warnings,
-    )
-    run.finish(outputs=outputs)
-    return outputs
-
-
-def _inside(path: Path | None, root: Path) -> Path | None:
-    """``path`` spelled under ``root`` (manifests hash files relative to the scene), None if outside it."""
-    if path is None:
-        return None
-    try:
-        return root / path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return None

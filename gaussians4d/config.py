@@ -1,30 +1,28 @@
-"""The one typed configuration of train_4DGS.py: every knob, documented, with "cpu" and "gpu" presets.
+"""The one typed configuration of train_4DGS.py (stage 2), in groups, with "cpu" and "gpu" presets.
 
-The resolved config is saved as ``SCENE/gaussians/config.json`` and read back with :func:`config_from_dict`,
-which accepts only known field names with values of the declared type (no ``eval``, no pickles).
+Every leaf is a command-line option of the same name. The resolved config is saved as
+``SCENE/gaussians/config.json`` and read back with :func:`utils.config.from_dict` (known names and
+declared types only). A preset is a set of leaf values applied before the user's options.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import math
-import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from utils.errors import UserError
+from gaussians4d import TRAIN_HELP
+from gaussians4d.deformation import DeformationConfig
+from gaussians4d.densify import DensifyConfig
+from scene.cameras import image_size
+from utils.config import from_dict, get, leaves, to_dict, validate, with_overrides
+from utils.errors import UserError, require
 
-Device = Literal["auto", "cpu", "cuda"]
 
-
-@dataclass
-class TrainConfig:
-    """Configuration of the 4D Gaussian stage (train_4DGS.py)."""
-
-    # --- data
-    resolution: int = 320
-    """Training image width in pixels (height follows the photo's aspect ratio); 0 = stage 1's size."""
+@dataclass(frozen=True)
+class DataConfig:
+    resolution: str | None = "320"
+    """Training size: N = longest side N pixels, WxH, or none = stage 1's size (never above it)."""
     max_points: int = 20_000
     """Initial Gaussians: stage 1's point cloud is subsampled (uniformly at random) to at most this many."""
     holdout_every: int = 8
@@ -35,7 +33,20 @@ class TrainConfig:
     """PSNRs at the end are averaged over at most this many evenly spaced images per set (views, training
     frames, held-out frames): rendering every frame would cost minutes on a CPU."""
 
-    # --- model
+    def validate(self) -> None:
+        image_size(self.resolution, 8192, 8192)  # the syntax and range, before any work
+        require(self.eval_max_images >= 1, f"--eval_max_images must be >= 1, got {self.eval_max_images}", TRAIN_HELP)
+        require(self.max_points >= 1, f"--max_points must be >= 1, got {self.max_points}", TRAIN_HELP)
+        require(
+            0 <= self.inpainted_weight <= 1,
+            f"--inpainted_weight must be in [0, 1], got {self.inpainted_weight}",
+            TRAIN_HELP,
+        )
+        require(self.holdout_every == 0 or self.holdout_every >= 2, "--holdout_every must be 0 or >= 2", TRAIN_HELP)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
     sh_degree: int = 0
     """Spherical-harmonics degree of the colours (0..3); 0 = view-independent colour."""
     flow_scale: float = 1.0
@@ -44,18 +55,16 @@ class TrainConfig:
     0 freezes the scene (no motion, no fine stage)."""
     init_opacity: float = 0.5
     """Initial opacity of every Gaussian."""
-    grid_resolution: int = 32
-    """Spatial resolution of the coarsest HexPlane level (cells per axis)."""
-    grid_multires: tuple[int, ...] = (1, 2)
-    """Multipliers of grid_resolution for the HexPlane levels (features are concatenated across levels)."""
-    time_resolution: int = 16
-    """Cells of the periodic time axis of the HexPlane (it wraps around: t = 1 is t = 0)."""
-    grid_features: int = 8
-    """Feature channels per HexPlane level."""
-    mlp_width: int = 32
-    """Hidden width of the deformation decoder MLP."""
+    deformation: DeformationConfig = field(default_factory=DeformationConfig)
 
-    # --- optimisation
+    def validate(self) -> None:
+        require(self.flow_scale >= 0, f"--flow_scale must be >= 0, got {self.flow_scale}", TRAIN_HELP)
+        require(0 <= self.sh_degree <= 3, f"--sh_degree must be in 0..3, got {self.sh_degree}", TRAIN_HELP)
+        require(0 < self.init_opacity < 1, f"--init_opacity must be in (0, 1), got {self.init_opacity}", TRAIN_HELP)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
     coarse_iterations: int = 300
     """Static iterations on the multi-view images at t = 0 (no deformation)."""
     fine_iterations: int = 1200
@@ -83,33 +92,27 @@ class TrainConfig:
     lr_mlp: float = 1.6e-4
     """Learning rate of the deformation MLP (decays x0.1)."""
 
-    # --- densification (gaussians4d/densify.py)
-    densify: bool = True
-    """Grow and prune Gaussians (3DGS-style)."""
-    densify_from: int = 100
-    """First iteration (counted over both stages) at which Gaussians are grown or pruned."""
-    densify_until_fraction: float = 0.6
-    """Densification stops at this fraction of the total iterations."""
-    densify_every: int = 100
-    """Iterations between two densification steps."""
-    grow_grad2d: float = 2e-4
-    """Screen-space gradient threshold (gaussian_renderer.screen_grad_norm units) above which a Gaussian grows."""
-    grow_scale: float = 0.002
-    """Gaussians larger than this (x their distance to the photo's camera) are split, smaller ones cloned."""
-    prune_opacity: float = 0.005
-    """Gaussians more transparent than this are pruned."""
-    prune_scale: float = 0.05
-    """Gaussians larger than this (x their distance to the photo's camera) are pruned."""
-    reset_opacity_every: int = 0
-    """Iterations between opacity resets (0 = never; the reset needs many iterations to recover)."""
-    max_gaussians: int = 60_000
-    """Hard cap on the number of canonical Gaussians; growth stops there."""
+    @property
+    def total_iterations(self) -> int:
+        return self.coarse_iterations + self.fine_iterations
 
-    # --- run
-    device: Device = "auto"
-    """"auto" (CUDA if available), "cpu" or "cuda"; the rasterizer backend follows the device."""
-    seed: int = 0
-    """Random seed (subsampling, camera draws, densification)."""
+    def validate(self) -> None:
+        require(self.coarse_iterations >= 0 and self.fine_iterations >= 0, "iterations must be >= 0", TRAIN_HELP)
+        require(self.total_iterations >= 1, "--coarse_iterations + --fine_iterations must be >= 1", TRAIN_HELP)
+        require(
+            0 <= self.video_fraction <= 1, f"--video_fraction must be in [0, 1], got {self.video_fraction}", TRAIN_HELP
+        )
+        require(0 <= self.lambda_dssim <= 1, f"--lambda_dssim must be in [0, 1], got {self.lambda_dssim}", TRAIN_HELP)
+        for f in fields(self):
+            require(getattr(self, f.name) >= 0, f"--{f.name} must be >= 0, got {getattr(self, f.name)}", TRAIN_HELP)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Options that do not change what is trained: a checkpoint made under other values can be resumed."""
+
+    device: str = "auto"
+    """auto (CUDA if available), cpu, cuda or cuda:N; the rasterizer backend follows the device."""
     checkpoint_every: int = 250
     """Iterations between checkpoints (also written at the end of each stage)."""
     preview_every: int = 500
@@ -119,13 +122,44 @@ class TrainConfig:
     stop_after: int = 0
     """Stop (as if interrupted) after this many iterations of this run, leaving a checkpoint; 0 = run to the end."""
 
-    @property
-    def total_iterations(self) -> int:
-        return self.coarse_iterations + self.fine_iterations
+    def validate(self) -> None:
+        require(self.checkpoint_every >= 1 and self.log_every >= 1, "intervals must be >= 1", TRAIN_HELP)
+        require(self.preview_every >= 0 and self.stop_after >= 0, "counts must be >= 0", TRAIN_HELP)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["grid_multires"] = list(self.grid_multires)
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of train_4DGS.py."""
+
+    input_dir: str = ""
+    """Scene folder (after train_motion.py)."""
+    preset: Literal["auto", "cpu", "gpu"] = "auto"
+    """Defaults for the machine: gpu with CUDA, else cpu (PRESETS in gaussians4d/config.py)."""
+    fresh: bool = False
+    """Ignore existing checkpoints and start over."""
+    seed: int = 0
+    """Random seed (subsampling, camera draws, densification)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> None:
+        for leaf in leaves(type(self)):
+            value = get(self, leaf.path)
+            if isinstance(value, float):
+                require(math.isfinite(value), f"--{leaf.name} must be finite, got {value}", TRAIN_HELP)
+
+    def is_fine(self, iteration: int) -> bool:
+        """Iteration ``iteration`` (1-based) belongs to the fine stage: the deformation is trained and used."""
+        return iteration > self.optim.coarse_iterations and self.model.flow_scale > 0
+
+    def resume_key(self) -> dict[str, Any]:
+        """What a checkpoint must have been made with to be resumed: everything but the run options."""
+        data = to_dict(self)
+        for name in ("input_dir", "preset", "fresh", "run"):
+            data.pop(name)
         return data
 
 
@@ -133,7 +167,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Small enough for the 640x360 demo on a 2-core CPU in about 10 minutes with the PyTorch rasterizer
     # (about 1 s per iteration at 256x144 when the cores are free).
     "cpu": {
-        "resolution": 256,
+        "resolution": "256",
         "max_points": 12_000,
         "coarse_iterations": 150,
         "fine_iterations": 350,
@@ -146,7 +180,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # mom_scene_0 at 1280x720 on one H100 in under 2 minutes (6000 iterations took 213 s and reached
     # 47 dB train / 48 dB held-out there, far above the 30 / 28 dB targets: half as many suffice).
     "gpu": {
-        "resolution": 0,
+        "resolution": None,
         "max_points": 1_000_000,
         "sh_degree": 1,
         "grid_resolution": 64,
@@ -167,115 +201,44 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def machine_preset(device: str) -> str:
+    """The preset ``auto`` stands for: gpu when CUDA is available and not refused by ``device``, else cpu."""
+    import torch
+
+    return "cpu" if device == "cpu" or not torch.cuda.is_available() else "gpu"
+
+
 def preset(name: str, **overrides: Any) -> TrainConfig:
-    """The named preset ("cpu" or "gpu") with ``overrides`` applied and validated."""
+    """The named preset ("cpu" or "gpu") with leaf ``overrides`` applied and validated."""
     if name not in PRESETS:
         raise UserError(f"unknown preset '{name}'", f"use one of {', '.join(PRESETS)}")
-    cfg = config_from_dict({**PRESETS[name], **overrides})
+    cfg = with_overrides(with_overrides(TrainConfig(preset=name), PRESETS[name]), overrides)  # type: ignore[arg-type]
     validate(cfg)
     return cfg
 
 
-def _type_hints() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """``value`` checked against the field's declared type (JSON numbers/lists accepted)."""
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise UserError(f"config field {name}={value!r} is not one of {typing.get_args(hint)}", "fix the value")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value
-        ):
-            raise UserError(f"config field {name} must be a list of integers, got {value!r}", "fix the value")
-        return tuple(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise UserError(f"config field {name} must be true/false, got {value!r}", "fix the value")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"config field {name} must be an integer, got {value!r}", "fix the value")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"config field {name} must be a number, got {value!r}", "fix the value")
-        return float(value)
-    raise TypeError(f"unsupported config type {hint} for {name}")
-
-
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """A :class:`TrainConfig` from a plain dict (e.g. loaded JSON); unknown keys and wrong types are refused."""
-    if not isinstance(data, dict):
-        raise UserError("the training config must be a JSON object", "re-run train_4DGS.py")
-    hints = _type_hints()
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        raise UserError(f"unknown config field(s): {', '.join(unknown)}", "remove them or check the spelling")
-    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
-
-
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise UserError(f"invalid option: {what}", "see `python train_4DGS.py --help`")
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Refuse absurd values with one line naming the option."""
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if isinstance(value, float):
-            _check(math.isfinite(value), f"--{f.name} must be finite, got {value}")
-    _check(cfg.flow_scale >= 0, f"--flow_scale must be >= 0, got {cfg.flow_scale}")
-    _check(
-        cfg.resolution == 0 or 16 <= cfg.resolution <= 8192,
-        f"--resolution must be 0 or in 16..8192, got {cfg.resolution}",
-    )
-    _check(cfg.eval_max_images >= 1, f"--eval_max_images must be >= 1, got {cfg.eval_max_images}")
-    _check(cfg.max_points >= 1, f"--max_points must be >= 1, got {cfg.max_points}")
-    _check(cfg.max_gaussians >= 1, f"--max_gaussians must be >= 1, got {cfg.max_gaussians}")
-    _check(0 <= cfg.sh_degree <= 3, f"--sh_degree must be in 0..3, got {cfg.sh_degree}")
-    _check(cfg.coarse_iterations >= 0 and cfg.fine_iterations >= 0, "iterations must be >= 0")
-    _check(cfg.total_iterations >= 1, "--coarse_iterations + --fine_iterations must be >= 1")
-    _check(0 < cfg.init_opacity < 1, f"--init_opacity must be in (0, 1), got {cfg.init_opacity}")
-    _check(0 <= cfg.video_fraction <= 1, f"--video_fraction must be in [0, 1], got {cfg.video_fraction}")
-    _check(0 <= cfg.lambda_dssim <= 1, f"--lambda_dssim must be in [0, 1], got {cfg.lambda_dssim}")
-    _check(0 <= cfg.inpainted_weight <= 1, f"--inpainted_weight must be in [0, 1], got {cfg.inpainted_weight}")
-    _check(cfg.holdout_every == 0 or cfg.holdout_every >= 2, "--holdout_every must be 0 or >= 2")
-    _check(cfg.grid_resolution >= 2 and cfg.time_resolution >= 2, "grid and time resolutions must be >= 2")
-    _check(len(cfg.grid_multires) >= 1 and all(m >= 1 for m in cfg.grid_multires), "grid_multires must be >= 1")
-    _check(cfg.grid_features >= 1 and cfg.mlp_width >= 1, "grid_features and mlp_width must be >= 1")
-    _check(cfg.densify_every >= 1 and cfg.checkpoint_every >= 1 and cfg.log_every >= 1, "intervals must be >= 1")
-    _check(cfg.preview_every >= 0 and cfg.stop_after >= 0 and cfg.reset_opacity_every >= 0, "counts must be >= 0")
-    for name in (
-        "plane_tv_weight",
-        "time_smoothness_weight",
-        "grow_grad2d",
-        "grow_scale",
-        "prune_opacity",
-        "prune_scale",
-    ):
-        _check(getattr(cfg, name) >= 0, f"--{name} must be >= 0")
-    for name in ("lr_means", "lr_sh", "lr_opacity", "lr_scales", "lr_quats", "lr_grid", "lr_mlp"):
-        _check(getattr(cfg, name) >= 0, f"--{name} must be >= 0")
-
-
-def field_help() -> dict[str, str]:
-    """{field name: its docstring}, read from this module's source (for --help)."""
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(TrainConfig))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    out: dict[str, str] = {}
-    for node, nxt in itertools.pairwise(body):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            out[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[attr-defined]
+def preset_defaults() -> dict[str, str]:
+    """{leaf: "cpu: X, gpu: Y"} for the help of the leaves the presets set."""
+    base = TrainConfig()
+    out = {}
+    for leaf in leaves(TrainConfig):
+        values = [PRESETS[p].get(leaf.name, get(base, leaf.path)) for p in sorted(PRESETS)]
+        if any(leaf.name in PRESETS[p] for p in PRESETS):
+            out[leaf.name] = ", ".join(f"{p}: {_shown(v)}" for p, v in zip(sorted(PRESETS), values))
     return out
 
 
-__all__ = ["PRESETS", "TrainConfig", "config_from_dict", "field_help", "preset", "validate"]
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def load_config(data: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from ``gaussians/config.json``'s content (safe loader)."""
+    cfg = from_dict(TrainConfig, data, "training config")
+    validate(cfg)
+    return cfg
+
+
+__all__ = ["PRESETS", "TrainConfig", "load_config", "machine_preset", "preset", "preset_defaults"]

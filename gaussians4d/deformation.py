@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gaussians4d import TRAIN_HELP
+from utils.errors import require
+
 SPATIAL_PAIRS = ((0, 1), (0, 2), (1, 2))
 
 
@@ -30,11 +33,29 @@ SPATIAL_PAIRS = ((0, 1), (0, 2), (1, 2))
 class DeformationConfig:
     """Hyper-parameters of :class:`HexPlaneDeformation` (saved next to its weights)."""
 
-    grid_resolution: int = 32  # cells per spatial axis at the coarsest level
-    grid_multires: tuple[int, ...] = (1, 2)  # resolution multipliers of the levels
-    time_resolution: int = 16  # cells of the periodic time axis
-    grid_features: int = 8  # channels per level
-    mlp_width: int = 32  # hidden width of the decoder
+    grid_resolution: int = 32
+    """Spatial resolution of the coarsest HexPlane level (cells per axis)."""
+    grid_multires: tuple[int, ...] = (1, 2)
+    """Multipliers of grid_resolution for the HexPlane levels (features are concatenated across levels)."""
+    time_resolution: int = 16
+    """Cells of the periodic time axis of the HexPlane (it wraps around: t = 1 is t = 0)."""
+    grid_features: int = 8
+    """Feature channels per HexPlane level."""
+    mlp_width: int = 32
+    """Hidden width of the deformation decoder MLP."""
+
+    def validate(self) -> None:
+        require(
+            self.grid_resolution >= 2 and self.time_resolution >= 2,
+            "grid and time resolutions must be >= 2",
+            TRAIN_HELP,
+        )
+        require(
+            len(self.grid_multires) >= 1 and all(m >= 1 for m in self.grid_multires),
+            "grid_multires must be >= 1",
+            TRAIN_HELP,
+        )
+        require(self.grid_features >= 1 and self.mlp_width >= 1, "grid_features and mlp_width must be >= 1", TRAIN_HELP)
 
     def to_dict(self) -> dict:
         data = asdict(self)

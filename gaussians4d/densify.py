@@ -18,30 +18,54 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gaussians4d import TRAIN_HELP
 from gaussians4d.model import TrainableGaussians
+from utils.errors import require
 
 SPLIT_SHRINK = 1.6  # children of a split are this much smaller (3DGS)
 
 
 @dataclass(frozen=True)
 class DensifyConfig:
-    """When and how to grow and prune (see gaussians4d/config.py for each field's meaning)."""
+    """When and how to grow and prune."""
 
-    start: int = 100  # first iteration of a refinement step
-    stop: int = 900  # no refinement at or after this iteration
-    every: int = 100  # iterations between refinement steps
-    grow_grad2d: float = 2e-4  # mean screen-space gradient above which a Gaussian grows
-    grow_scale: float = 0.002  # relative size above which a growing Gaussian is split (else cloned)
-    prune_opacity: float = 0.005  # prune below this opacity
-    prune_scale: float = 0.05  # prune above this relative size
-    reset_every: int = 0  # opacity reset interval (0 = never)
-    max_gaussians: int = 60_000  # hard cap on the number of Gaussians
+    densify: bool = True
+    """Grow and prune Gaussians (3DGS-style)."""
+    densify_from: int = 100
+    """First iteration (counted over both stages) at which Gaussians are grown or pruned."""
+    densify_until_fraction: float = 0.6
+    """Densification stops at this fraction of the total iterations."""
+    densify_every: int = 100
+    """Iterations between two densification steps."""
+    grow_grad2d: float = 2e-4
+    """Screen-space gradient threshold (gaussian_renderer.screen_grad_norm units) above which a Gaussian grows."""
+    grow_scale: float = 0.002
+    """Gaussians larger than this (x their distance to the photo's camera) are split, smaller ones cloned."""
+    prune_opacity: float = 0.005
+    """Gaussians more transparent than this are pruned."""
+    prune_scale: float = 0.05
+    """Gaussians larger than this (x their distance to the photo's camera) are pruned."""
+    reset_opacity_every: int = 0
+    """Iterations between opacity resets (0 = never; the reset needs many iterations to recover)."""
+    max_gaussians: int = 60_000
+    """Hard cap on the number of canonical Gaussians; growth stops there."""
+
+    def validate(self) -> None:
+        require(self.densify_every >= 1, "--densify_every must be >= 1", TRAIN_HELP)
+        require(self.reset_opacity_every >= 0, "--reset_opacity_every must be >= 0", TRAIN_HELP)
+        require(self.max_gaussians >= 1, f"--max_gaussians must be >= 1, got {self.max_gaussians}", TRAIN_HELP)
+        for name in ("grow_grad2d", "grow_scale", "prune_opacity", "prune_scale"):
+            require(getattr(self, name) >= 0, f"--{name} must be >= 0", TRAIN_HELP)
+
+    def stop(self, total_iterations: int) -> int:
+        """The first iteration without refinement (0 when densification is off)."""
+        return int(self.densify_until_fraction * total_iterations) if self.densify else 0
 
 
 def initialize_state(n: int, device: torch.device | str) -> dict[str, Tensor]:
-    """Per-Gaussian accumulators: summed screen gradient, visible count, max screen radius (fraction)."""
+    """Per-Gaussian accumulators: summed screen-space gradient and the number of renders that saw it."""
     zeros = torch.zeros(n, device=device)
-    return {"grad2d": zeros.clone(), "count": zeros.clone(), "radii": zeros.clone()}
+    return {"grad2d": zeros.clone(), "count": zeros.clone()}
 
 
 def update_state(state: dict[str, Tensor], out, rows: Tensor, width: int, height: int) -> None:
@@ -55,16 +79,10 @@ def update_state(state: dict[str, Tensor], out, rows: Tensor, width: int, height
     if out.means2d.grad is None:
         raise ValueError("out.means2d has no gradient: call out.means2d.retain_grad() before backward")
     grad = screen_grad_norm(out, width, height).detach()
-    radii = out.radii.detach()
-    if radii.ndim == 3:  # some backends give [C, N, 2]
-        radii = radii.max(dim=-1).values
-    radius = radii.max(dim=0).values.float()
-    visible = radius > 0
+    visible = out.radii.detach().max(dim=0).values > 0  # [C, N] -> seen by any camera
     r = rows[visible]
     state["grad2d"].index_add_(0, r, grad[visible])
     state["count"].index_add_(0, r, torch.ones_like(grad[visible]))
-    frac = radius[visible] / float(max(width, height))
-    state["radii"].scatter_reduce_(0, r, frac, reduce="amax")
 
 
 def _quat_to_rotmat(q: Tensor) -> Tensor:
@@ -181,17 +199,19 @@ def step(
     state: dict[str, Tensor],
     cfg: DensifyConfig,
     iteration: int,
+    total_iterations: int,
     generator: torch.Generator | None = None,
 ) -> dict[str, int] | None:
-    """The refinement hook, called after the optimizer step of ``iteration`` (1-based).
+    """The refinement hook, called after the optimizer step of ``iteration`` (1-based) of ``total_iterations``.
 
     ``generator`` (CPU) draws the split children's positions, so that a resumed run repeats them.
 
     Returns counts {cloned, split, pruned} when a refinement happened (the state is then reset), else None.
     """
-    if cfg.reset_every and iteration % cfg.reset_every == 0 and iteration < cfg.stop:
+    stop = cfg.stop(total_iterations)
+    if cfg.reset_opacity_every and iteration % cfg.reset_opacity_every == 0 and iteration < stop:
         reset_opacity(model, optimizer, cfg)
-    if not (cfg.start <= iteration < cfg.stop and iteration % cfg.every == 0):
+    if not (cfg.densify_from <= iteration < stop and iteration % cfg.densify_every == 0):
         return None
     cloned, split = _grow(model, optimizer, state, cfg, generator)
     pruned = _prune(model, optimizer, cfg)

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from motion.splat import zbuffer_splat
+from scene.cameras import CameraBatch
+
+if TYPE_CHECKING:
+    from motion.outputs import ViewSet
 
 
 def _check_view(image: Tensor, flow: Tensor, mask: Tensor, depth: Tensor) -> None:
@@ -234,3 +240,27 @@ def flow_from_motion(
     mask = valid & (img[..., 2] > 0.5)
     flow = torch.where(mask[..., None], img[..., :2], torch.zeros_like(img[..., :2]))
     return flow, mask
+
+
+def view_animation_inputs(
+    views: ViewSet, view: int, flows: Tensor, motion: np.ndarray, moving: list[int], device: str
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """image, flow, mask, depth of one view for :class:`LoopAnimator`.
+
+    View 0 moves with its own 2D flow (as the paper animates the photo); every other view with the
+    projection of the optimised 3D motion, so that all videos show one and the same 3D motion.
+    """
+    v = views.views[view]
+    image = torch.as_tensor(v.image, device=device).float() / 255.0
+    depth = torch.as_tensor(v.depth, dtype=torch.float32, device=device)
+    regions = torch.as_tensor(v.regions, device=device)
+    in_region = torch.isin(regions, torch.as_tensor(moving or [-1], device=device, dtype=regions.dtype))
+    if view == 0:
+        return image, flows[0], in_region, depth
+    xyz = torch.as_tensor(views.cloud.xyz, device=device)
+    d = torch.as_tensor(motion, device=device)
+    batch = CameraBatch.of([v.camera], device)
+    uv, z = batch.project(xyz)
+    flow2d = batch.project(xyz + d)[0][0] - uv[0]
+    flow, mask = flow_from_motion(uv[0], z[0], flow2d.nan_to_num(0.0), (d != 0).any(1), v.camera.height, v.camera.width)
+    return image, flow, mask & in_region, depth

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,10 @@ from scene.cameras import Camera, CameraBatch, unproject
 from scene.io import Hint
 from utils.console import warn
 from utils.ordered import ordered_sum, serial
+
+if TYPE_CHECKING:
+    from motion.config import FlowConfig
+    from motion.outputs import ViewSet
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,27 @@ def dense_flow(
             uv, _ = view.project(world + moved)
             flow[part] = uv[0] - pix
     return flow.reshape(h, w, 2)
+
+
+def view_flows(views: ViewSet, config: FlowConfig, device: str) -> tuple[Tensor, list[int]]:
+    """Dense flow of every view [V, H, W, 2] (pixels per frame) and the ids of the regions that move."""
+    photo = views.photo
+    lifted = lift_hints(views.hints, photo.depth, photo.regions, photo.camera, config.speed)
+    moving = warn_regions_without_hints(photo.regions, lifted)
+    if not moving:
+        warn("no usable motion hint: the 3D motion is zero and the video is still")
+    flows = [
+        dense_flow(
+            lifted,
+            v.camera,
+            torch.as_tensor(v.depth, dtype=torch.float32, device=device),
+            torch.as_tensor(v.regions, device=device),
+            config.flow_sigma,
+            weights_camera=photo.camera if config.flow_weights == "photo" else None,
+        )
+        for v in views.views
+    ]
+    return torch.stack(flows), moving
 
 
 # ----------------------------------------------------------------------------- previews

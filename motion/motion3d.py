@@ -27,37 +27,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from motion.config import FitConfig
 from scene.cameras import Camera, CameraBatch, rotate
 from utils.ordered import exact_index_add, ordered_sum
 
-
-@dataclass(frozen=True)
-class MotionConfig:
-    """Settings of the 3D motion optimisation."""
-
-    iterations: int = 100
-    """Adam steps (``--train_iteration``)."""
-    lr: float = 0.02
-    """Adam learning rate in pixel-equivalent units (see preconditioning), cosine-decayed to lr/100."""
-    smooth_weight: float = 0.05
-    """Weight of the neighbour smoothness prior."""
-    knn: int = 6
-    """Neighbours per point in the smoothness graph (same region only)."""
-    init: Literal["gauss_newton", "zero"] = "gauss_newton"
-    """Start from the linearised least-squares solution, or from zero motion."""
-    gn_iterations: int = 2
-    """Gauss-Newton iterations of the start."""
-    depth_tolerance: float = 0.02
-    """Relative depth slack of the visibility test."""
-    log_every: int = 10
-    """Record the loss every this many steps."""
+if TYPE_CHECKING:
+    from motion.outputs import ViewSet
 
 
 @dataclass
@@ -346,7 +328,7 @@ def fit_motion(
     targets: Tensor,
     visible: Tensor,
     edges: Tensor | None = None,
-    config: MotionConfig | None = None,
+    config: FitConfig | None = None,
     chunk: int = 1 << 14,
 ) -> MotionFit:
     """Optimise one 3D motion per point so that its projections match the targets.
@@ -356,13 +338,13 @@ def fit_motion(
         cameras: V cameras (view 0 sets the preconditioner's depth).
         targets: [V, M, 2] target flow in pixels per frame. visible: [V, M] bool pairs that count.
         edges: [E, 2] long kNN edges between rows of ``xyz`` (None: no smoothness prior).
-        config: :class:`MotionConfig`. chunk: points per block (bounds memory, not the result).
+        config: :class:`motion.config.FitConfig`. chunk: points per block (bounds memory, not the result).
 
     Returns:
         :class:`MotionFit` with motion [M, 3] in world units per frame, the loss curve (``loss`` =
         data + prior, ``data_loss`` = mean L1 per visible pair) and the final end-point error.
     """
-    config = config or MotionConfig()
+    config = config or FitConfig()
     _check_fit_inputs(xyz, cameras, targets, visible, config)
     start = time.perf_counter()
     xyz = xyz.detach().float()
@@ -373,15 +355,15 @@ def fit_motion(
     scale = _pixel_scale(xyz, cameras[0])
     cams = CameraBatch.of(cameras, xyz.device)
     delta = torch.zeros_like(xyz)
-    if config.init == "gauss_newton":
+    if config.motion_init == "gauss_newton":
         parts = zip(xyz.split(chunk), scale.split(chunk), targets.split(chunk, 1), visible.split(chunk, 1))
         delta = torch.cat([_gauss_newton(x, s, cams, tg, vs, config.gn_iterations) for x, s, tg, vs in parts])
     views = _Views(cams)
     blocks = _blocks(xyz, targets, visible, views, chunk)
     adam = _Adam(delta)
     use_prior = edges is not None and len(edges) > 0 and config.smooth_weight > 0
-    for step in range(config.iterations + 1):
-        log = step % config.log_every == 0 or step == config.iterations
+    for step in range(config.train_iteration + 1):
+        log = step % config.log_every == 0 or step == config.train_iteration
         grad, data = _objective_grad(delta, scale, views, blocks, log)
         loss = data
         if use_prior:
@@ -392,15 +374,15 @@ def fit_motion(
             fit.loss_steps.append(step)
             fit.loss.append(float(loss))
             fit.data_loss.append(float(data))
-        if step < config.iterations:
-            adam.step(grad, config.lr * _lr_factor(step, config.iterations))
+        if step < config.train_iteration:
+            adam.step(grad, config.motion_lr * _lr_factor(step, config.train_iteration))
     fit.motion = delta * scale
     fit.epe = end_point_error(projected_flow(xyz, fit.motion, cameras), targets, visible)
     fit.seconds = time.perf_counter() - start
     return fit
 
 
-def _check_fit_inputs(xyz: Tensor, cameras: list[Camera], targets: Tensor, visible: Tensor, config: MotionConfig):
+def _check_fit_inputs(xyz: Tensor, cameras: list[Camera], targets: Tensor, visible: Tensor, config: FitConfig):
     _check_points(xyz)
     v, m = len(cameras), xyz.shape[0]
     if targets.shape != (v, m, 2) or visible.shape != (v, m):
@@ -409,8 +391,8 @@ def _check_fit_inputs(xyz: Tensor, cameras: list[Camera], targets: Tensor, visib
         )
     if visible.dtype != torch.bool:
         raise TypeError(f"visible must be a bool tensor, got {visible.dtype}")
-    if config.iterations < 0:
-        raise ValueError(f"iterations must be >= 0, got {config.iterations}")
+    if config.train_iteration < 0:
+        raise ValueError(f"train_iteration must be >= 0, got {config.train_iteration}")
 
 
 def _blocks(xyz: Tensor, targets: Tensor, visible: Tensor, views: _Views, chunk: int) -> list[_Block]:
@@ -436,6 +418,63 @@ def _objective_grad(delta: Tensor, scale: Tensor, views: _Views, blocks: list[_B
         grad[rows] = g * scale[rows]
         data = data + loss
     return grad, data
+
+
+def fit_scene_motion(
+    views: ViewSet, flows: Tensor, moving: list[int], config: FitConfig, device: str
+) -> tuple[np.ndarray, dict]:
+    """Stage 1's 3D motion: motion3d (P, 3) float32 (world units per frame, zero for static points) and
+    the loss report written as motion_loss.json."""
+    cloud, cameras = views.cloud, views.cameras
+    xyz = torch.as_tensor(cloud.xyz, dtype=torch.float32, device=device)
+    region = torch.as_tensor(cloud.region.astype(np.int64), device=device)
+    depths = torch.as_tensor(np.stack([v.depth for v in views.views]), dtype=torch.float32, device=device)
+    view_regions = torch.as_tensor(np.stack([v.regions for v in views.views]), device=device)
+    targets = sample_flow_targets(xyz, region, cameras, flows, depths, view_regions, moving, config.depth_tolerance)
+    ids = targets.point_ids
+    edges = knn_edges(xyz[ids], region[ids], config.knn) if config.smooth_weight > 0 and len(ids) > 1 else None
+    fit = fit_motion(xyz[ids], cameras, targets.targets, targets.visible, edges, config)
+    motion = np.zeros((len(xyz), 3), np.float32)
+    motion[ids.cpu().numpy()] = fit.motion.cpu().numpy()
+    return motion, fit_report(fit, targets, projected_flow(xyz[ids], fit.motion, cameras), region[ids], moving, config)
+
+
+def fit_report(
+    fit: MotionFit, targets: MotionTargets, pred: Tensor, point_region: Tensor, moving: list[int], config: FitConfig
+) -> dict:
+    """motion_loss.json: loss curves, end-point errors per view and region, counts (no wall-clock time, so
+    that identical runs write identical files; the manifest has the timings)."""
+
+    tg, vis = targets.targets, targets.visible
+    per_view = [_finite(end_point_error(pred[v], tg[v], vis[v])) for v in range(pred.shape[0])]
+    per_region = {}
+    for r in moving:
+        sel = point_region == r
+        per_region[str(r)] = _finite(end_point_error(pred[:, sel], tg[:, sel], vis[:, sel]))
+    return {
+        "steps": fit.loss_steps,
+        "loss": fit.loss,
+        "data_loss_l1": fit.data_loss,
+        "epe_px_per_frame": _finite(fit.epe),  # None when no pair is visible (nothing moves)
+        "epe_zero_motion_px_per_frame": _finite(fit.epe_initial),
+        "epe_per_view": per_view,
+        "epe_per_region": per_region,
+        "moving_points": len(targets.point_ids),
+        "moving_points_seen_by_no_view": int((~targets.visible.any(0)).sum()),
+        "visible_pairs": int(targets.visible.sum()),
+        "views": pred.shape[0],
+        "moving_regions": moving,
+        "config": {
+            "iterations": config.train_iteration,
+            "lr": config.motion_lr,
+            "smooth_weight": config.smooth_weight,
+            "init": config.motion_init,
+        },
+    }
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 # ----------------------------------------------------------------------------- a known answer

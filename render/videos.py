@@ -10,7 +10,6 @@ background thread per path.
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -113,28 +112,6 @@ class RenderSummary:
 # ----------------------------------------------------------------------------- inputs
 
 
-def parse_resolution(text: str | None, width: int, height: int) -> tuple[int, int]:
-    """``"WxH"`` (pixels) or a scale factor (``"0.5"``, rounded to even sizes) relative to ``width`` x ``height``."""
-    if text is None:
-        return width, height
-    fix = "give --resolution as WIDTHxHEIGHT (e.g. 1280x720) or a scale factor (e.g. 0.5)"
-    text = text.strip().lower().replace("×", "x")
-    try:
-        if "x" in text:
-            w_text, h_text = text.split("x")
-            w, h = int(w_text), int(h_text)
-        else:
-            scale = float(text)
-            if not math.isfinite(scale) or scale <= 0:
-                raise ValueError
-            w, h = 2 * max(1, round(width * scale / 2)), 2 * max(1, round(height * scale / 2))
-    except ValueError:
-        raise UserError(f"bad --resolution {text!r}", fix) from None
-    if not (16 <= w <= 8192 and 16 <= h <= 8192):
-        raise UserError(f"--resolution {w}x{h} is outside 16..8192 pixels per side", fix)
-    return w, h
-
-
 def resize_camera(camera: Camera, width: int, height: int) -> Camera:
     """``camera`` at another image size, keeping its vertical field of view and square pixels.
 
@@ -144,21 +121,6 @@ def resize_camera(camera: Camera, width: int, height: int) -> Camera:
     f = camera.K[1, 1] * height / camera.height
     K = np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
     return Camera(K, camera.w2c.copy(), int(width), int(height))
-
-
-def resolve_device(text: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise UserError(f"unknown --device {text!r}", "use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for but CUDA is not available", "use --device cpu or auto")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported --device {text!r}", "use auto, cpu, cuda or cuda:N")
-    return device
 
 
 # ----------------------------------------------------------------------------- baking

@@ -13,11 +13,14 @@ Projection is written with element-wise products and sums over the 3 coordinates
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from utils.errors import UserError
 
 FOCAL_AT_512 = 582.69  # the original's focal length in pixels for a 512-pixel-high image
 
@@ -49,6 +52,29 @@ class Camera:
         """The same camera at another image size (K rescaled)."""
         s = np.diag([width / self.width, height / self.height, 1.0])
         return Camera(s @ self.K, self.w2c.copy(), width, height)
+
+
+def image_size(spec: str | None, width: int, height: int, *, upscale: bool = False) -> tuple[int, int]:
+    """``--resolution``, with one meaning in every stage -> (W, H) for a ``width`` x ``height`` source.
+
+    None, "", "0" or "full": the source size. "N": longest side N pixels, aspect ratio kept (never above
+    the source size unless ``upscale``). "WxH": exactly W x H. Each side must come out in 16..8192.
+    """
+    text = "" if spec is None else str(spec).strip().lower().replace("×", "x")
+    fix = "give --resolution as N (the longest side in pixels, e.g. 640) or WxH (e.g. 1280x720)"
+    if text in ("", "0", "full", "none"):
+        w, h = int(width), int(height)
+    elif m := re.fullmatch(r"(\d+)\s*[x,]\s*(\d+)", text):
+        w, h = int(m[1]), int(m[2])
+    elif text.isdigit():
+        scale = int(text) / max(width, height)
+        scale = scale if upscale else min(1.0, scale)
+        w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    else:
+        raise UserError(f"--resolution {spec!r} is not N or WxH", fix)
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise UserError(f"--resolution {w}x{h} is outside 16..8192 pixels per side", fix)
+    return w, h
 
 
 def default_focal(height: int) -> float:

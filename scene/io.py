@@ -271,6 +271,12 @@ class Hint:
     def vector(self) -> np.ndarray:
         return np.subtract(self.end, self.start, dtype=np.float64)
 
+    def scaled(self, sx: float, sy: float) -> Hint:
+        """The same hint in an image scaled by (sx, sy) (pixels of the new size)."""
+        return Hint(
+            (self.start[0] * sx, self.start[1] * sy), (self.end[0] * sx, self.end[1] * sy), self.region, self.label
+        )
+
 
 def write_hints(path: str | os.PathLike, hints: list[Hint]) -> None:
     write_json(

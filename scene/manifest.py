@@ -79,10 +79,13 @@ class StageRun:
     >>> run.finish(outputs=[scene.motion.dir])
     """
 
-    def __init__(self, scene: ScenePaths, stage: str, config: dict[str, Any], inputs: Iterable[Path]):
+    def __init__(self, scene: ScenePaths, stage: str, config: Any, inputs: Iterable[Path]):
+        """``config``: the stage's config dataclass (recorded as a plain dict) or a dict."""
+        from utils.config import to_dict
+
         self.scene = scene
         self.stage = stage
-        self.config = config
+        self.config = config if isinstance(config, dict) else to_dict(config)
         self.inputs = hash_files(scene.root, inputs)
         self.timings: dict[str, float] = {}
         self.info: dict[str, Any] = {}

@@ -100,18 +100,16 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 def main(argv=None) -> int:
     import train_4DGS
-    from gaussians4d.trainer import train
+    from gaussians4d.stage import run
 
-    parser = make_parser("Benchmark train_4DGS on one scene.")
+    parser = make_parser("Benchmark train_4DGS on one scene; other options are train_4DGS.py's.")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--input_dir", type=Path, help="scene folder that already has stage 1's outputs")
     where.add_argument("--scene", type=Path, help="folder with image.png + image.json: stages 0-1 run first")
     where.add_argument("--synthetic", help="WxH: the tests' synthetic stage-1 scene at that size")
     parser.add_argument("--work", type=Path, default=None, help="work folder for --scene/--synthetic")
     parser.add_argument("--motion_args", default="", help="extra train_motion.py options (quoted)")
-    parser.add_argument("--preset", choices=["cpu", "gpu"], default=None)
-    train_4DGS._add_config_options(parser)
-    args = parser.parse_args(argv)
+    args, train_args = parser.parse_known_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_4dgs_")) / "scene"
     if args.input_dir:
         scene = ScenePaths(args.input_dir)
@@ -119,13 +117,13 @@ def main(argv=None) -> int:
         scene = _prepare(args.scene, work, args.motion_args.split())
     else:
         scene = _synthetic(args.synthetic, work)
-    cfg = train_4DGS.build_config(args)
-    cuda = torch.cuda.is_available() and cfg.device != "cpu"
+    cfg = train_4DGS.build_config([*train_args, "--input_dir", str(scene.root), "--fresh"])
+    cuda = torch.cuda.is_available() and cfg.run.device != "cpu"
     if cuda:
         _warm_up_gsplat()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    metrics = train(scene, cfg, fresh=True)
+    metrics = run(cfg)
     wall = time.perf_counter() - start
     if metrics is None:
         raise UserError("training stopped early (--stop_after)", "benchmark without --stop_after")
@@ -134,7 +132,7 @@ def main(argv=None) -> int:
     rows = [
         ("scene", str(args.input_dir or args.scene or f"synthetic {args.synthetic}")),
         ("device", torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"),
-        ("preset", args.preset or ("gpu" if cuda else "cpu")),
+        ("preset", cfg.preset),
         ("training resolution", f"{w}x{h}"),
         ("iterations", str(metrics["iterations"])),
         ("Gaussians (moving)", f"{metrics['n_gaussians']} ({metrics['n_moving']})"),

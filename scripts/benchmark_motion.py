@@ -68,22 +68,26 @@ def time_splat(device: str, n_points: int = 1_000_000, width: int = 1280, height
 
 
 def run_once(folder: Path, args) -> dict:
+    import motion.stage
     import train_motion
+    from motion.config import MotionConfig
+    from utils.cli import config_from_args, config_parser
 
     argv = ["--input_dir", str(folder), "--n_views", str(args.n_views), "--device", args.device]
     argv += ["--threads", str(args.threads)]
     if args.resolution:
         argv += ["--resolution", args.resolution]
-    for flag in ("train_iteration", "n_frames", "video_views"):  # part 2 (flows, 3D motion, video)
+    for flag in ("train_iteration", "n_frames", "video_views"):  # flows, 3D motion, video
         if getattr(args, flag, None) is not None:
             argv += [f"--{flag}", str(getattr(args, flag))]
-    config = train_motion.config_from_args(train_motion.build_parser().parse_args(argv))
+    parser = config_parser(MotionConfig, "train_motion.py", train_motion.__doc__)
+    config = config_from_args(MotionConfig(), parser.parse_args(argv))
     if args.part1_only:
-        train_motion.motion_part2 = lambda *a, **k: None  # this process only: time part 1 alone
+        motion.stage.make_motion = lambda *a, **k: None  # this process only: time the views alone
     if args.device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    manifest = train_motion.run_stage(config)
+    manifest = motion.stage.run(config)
     manifest["wall_s"] = time.perf_counter() - start
     return manifest
 
@@ -106,11 +110,11 @@ def table(runs: list[dict], splat_s: float, args, peak_host_mb: float, peak_gpu_
     if peak_gpu_mb is not None:
         lines.append(f"| peak GPU memory (allocated), MB | {peak_gpu_mb:.0f} |")
     lines.append(f"| zbuffer_splat, 1 M points at 1280x720 | {splat_s:.3f} |")
-    part2 = runs[0]["info"].get("part2")
-    if part2 and part2["epe_px_per_frame"] is not None:
+    fit = runs[0]["info"].get("motion")
+    if fit and fit["epe_px_per_frame"] is not None:
         lines.append(
-            f"\npart 2: {part2['moving_points']} moving points, final multi-view EPE "
-            f"{part2['epe_px_per_frame']:.4f} px/frame, videos of views {[v['view'] for v in part2['videos']]}"
+            f"\n3D motion: {fit['moving_points']} moving points, final multi-view EPE "
+            f"{fit['epe_px_per_frame']:.4f} px/frame, videos of views {[v['view'] for v in fit['videos']]}"
         )
     return "\n".join(lines)
 
@@ -121,7 +125,8 @@ def convergence_table(device: str, n_points: int = 20000, steps: Sequence[int] =
     Rows: ours (Gauss-Newton start + Adam), Adam from zero, and plain SGD on the mean-reduced L1 in
     world units from zero (the original's optimiser; lr 0.01).
     """
-    from motion.motion3d import MotionConfig, end_point_error, fit_motion, projected_flow, synthetic_problem
+    from motion.config import FitConfig
+    from motion.motion3d import end_point_error, fit_motion, projected_flow, synthetic_problem
 
     xyz, _, cams, targets, visible = synthetic_problem(n_points, 320, 180)
     xyz, targets, visible = xyz.to(device), targets.to(device), visible.to(device)
@@ -135,7 +140,9 @@ def convergence_table(device: str, n_points: int = 20000, steps: Sequence[int] =
     for name, init, lr in (("GN start + Adam (ours)", "gauss_newton", 0.02), ("Adam from zero", "zero", 0.2)):
         cells = []
         for n in steps:
-            fit = fit_motion(xyz, cams, targets, visible, None, MotionConfig(iterations=n, init=init, lr=lr))
+            fit = fit_motion(
+                xyz, cams, targets, visible, None, FitConfig(train_iteration=n, motion_init=init, motion_lr=lr)
+            )
             cells.append(f"{fit.epe:.4f} ({fit.seconds:.1f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     cells = []

@@ -30,10 +30,12 @@ if __package__ in (None, ""):
 import torch
 
 from render.camera_paths import DEFAULT_PATHS, resolve_presets
-from render.videos import LoopModel, RenderOptions, parse_resolution, render_videos, resolve_device
+from render.videos import LoopModel, RenderOptions, render_videos
+from scene.cameras import image_size
 from scene.paths import ScenePaths
 from tests.loop_fixtures import StandInLoop
 from utils.cli import make_parser, run_main
+from utils.device import resolve_device
 
 HEADER = "| scene | Gaussians | device | backend | size | paths x frames | ms/frame | FPS | bake s | total s |"
 
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    size = parse_resolution(args.resolution, 16, 16)
+    size = image_size(args.resolution, 16, 16, upscale=True)  # WxH: exactly that size
     options = RenderOptions(paths=tuple(resolve_presets(args.paths)), loops=args.loops, size=size, backend=args.backend)
     rows = []
     for folder in args.scene:

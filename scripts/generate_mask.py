@@ -5,7 +5,7 @@
 
 Writes into SCENE: image_rgb.png, mask.png, regions.png, hints.json, mask_preview.png, and
 manifests/mask.json last. On any problem: one line, exit code 2, nothing written.
-Formats and rules: docs/scene_format.md ("generate_mask").
+The stage is annotation/stage.py; formats and rules: docs/scene_format.md ("generate_mask").
 """
 
 from __future__ import annotations
@@ -17,23 +17,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotation.labelme import build_mask, write_mask_outputs
-from utils.cli import make_parser, run_main
+from annotation.config import MaskConfig
+from utils.cli import config_from_args, config_parser, run_main
 from utils.console import info
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser(__doc__.splitlines()[0], prog="generate_mask.py")
-    parser.add_argument(
-        "--input_dir",
-        "--inputdir",
-        dest="input_dir",
-        required=True,
-        help="scene folder holding image.json and the photo (or the legacy SCENE/image_json folder)",
-    )
-    args = parser.parse_args(argv)
-    result = build_mask(args.input_dir)
-    write_mask_outputs(result, config={"input_dir": str(args.input_dir)})
+    parser = config_parser(MaskConfig, "generate_mask.py", __doc__)
+    config = config_from_args(MaskConfig(), parser.parse_args(argv))
+    from annotation.stage import run
+
+    result = run(config)
     h, w = result.regions.shape
     counts = ", ".join(f"{k}:{lab}" for k, lab in enumerate(result.region_labels, 1))
     info(

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from gaussians4d import densify
-from gaussians4d.config import TrainConfig, config_from_dict, preset
+from gaussians4d.config import TrainConfig, load_config, preset
 from gaussians4d.deformation import DeformationConfig, HexPlaneDeformation, plane_tv, projective_coords, time_smoothness
 from gaussians4d.losses import l1_loss, photometric_loss, psnr, ssim
 from gaussians4d.model import FourDGaussians, TrainableGaussians, deform, loop_frames
 from scene.gaussians import GaussianParams
+from utils.config import to_dict
 from utils.errors import UserError
 
 CFG = DeformationConfig(grid_resolution=6, grid_multires=(1, 2), time_resolution=5, grid_features=3, mlp_width=8)
@@ -267,21 +268,22 @@ def test_ssim_matches_full_window_reference():
 
 def test_config_presets_validate_and_round_trip():
     cpu, gpu = preset("cpu"), preset("gpu")
-    assert gpu.resolution == 0 and cpu.resolution > 0
-    assert config_from_dict(gpu.to_dict()) == gpu
+    assert gpu.data.resolution is None and cpu.data.resolution == "256"
+    assert load_config(to_dict(gpu)) == gpu
     with pytest.raises(UserError, match="flow_scale must be >= 0"):
         preset("cpu", flow_scale=-1.0)
     with pytest.raises(UserError, match="must be finite"):
         preset("cpu", flow_scale=float("inf"))
     with pytest.raises(UserError, match="sh_degree"):
         preset("cpu", sh_degree=4)
-    with pytest.raises(UserError, match="unknown config field"):
-        config_from_dict({"no_such_field": 1})
+    with pytest.raises(UserError, match="unknown field"):
+        load_config({"no_such_field": 1})
     with pytest.raises(UserError, match="must be an integer"):
-        config_from_dict({"max_points": "many"})
+        load_config({"data": {"max_points": "many"}})
     with pytest.raises(UserError, match="unknown preset"):
         preset("tpu")
-    assert TrainConfig().total_iterations == TrainConfig().coarse_iterations + TrainConfig().fine_iterations
+    optim = TrainConfig().optim
+    assert optim.total_iterations == optim.coarse_iterations + optim.fine_iterations
 
 
 # ----------------------------------------------------------------------------- densification
@@ -309,7 +311,7 @@ def _trainable(n: int = 30) -> TrainableGaussians:
 def _optimizer_with_state(model: TrainableGaussians) -> torch.optim.Adam:
     from gaussians4d.trainer import make_optimizer
 
-    opt = make_optimizer(model, TrainConfig())
+    opt = make_optimizer(model, TrainConfig().optim)
     at = model.at(0.3)
     loss = at.means.square().sum() + at.opacities.sum() + at.scales.sum() + at.quats.sum() + model.sh_dc.sum()
     loss.backward()
@@ -322,8 +324,9 @@ def test_densify_grows_prunes_and_keeps_optimizer_in_step():
     model = _trainable()
     opt = _optimizer_with_state(model)
     cfg = densify.DensifyConfig(
-        start=1, stop=100, every=1, grow_grad2d=0.5, grow_scale=0.002, prune_opacity=0.3, max_gaussians=1000
-    )
+        densify_from=1, densify_until_fraction=1.0, densify_every=1, grow_grad2d=0.5, grow_scale=0.002,
+        prune_opacity=0.3, max_gaussians=1000,
+    )  # fmt: skip
     state = densify.initialize_state(len(model), "cpu")
     state["grad2d"][:6] = 10.0  # rows 0..5 grow: small ones (< n/2) are cloned
     state["grad2d"][20:24] = 10.0  # rows 20..23 are large: split
@@ -331,7 +334,7 @@ def test_densify_grows_prunes_and_keeps_optimizer_in_step():
     with torch.no_grad():
         model.opacity_logits[10] = -5.0  # transparent: pruned
     moving_before = model.moving.clone()
-    counts = densify.step(model, opt, state, cfg, iteration=1)
+    counts = densify.step(model, opt, state, cfg, iteration=1, total_iterations=100)
     assert counts == {"cloned": 6, "split": 4, "pruned": 1}
     assert len(model) == 30 + 6 + 4 - 1
     for group in opt.param_groups:
@@ -352,12 +355,13 @@ def test_densify_respects_the_cap_and_resets_opacity():
     model = _trainable()
     opt = _optimizer_with_state(model)
     cfg = densify.DensifyConfig(
-        start=1, stop=100, every=1, grow_grad2d=0.5, prune_opacity=0.0, max_gaussians=33, reset_every=1
-    )
+        densify_from=1, densify_until_fraction=1.0, densify_every=1, grow_grad2d=0.5, prune_opacity=0.0,
+        max_gaussians=33, reset_opacity_every=1,
+    )  # fmt: skip
     state = densify.initialize_state(len(model), "cpu")
     state["grad2d"][:] = 10.0
     state["count"][:] = 1
-    densify.step(model, opt, state, cfg, iteration=1)
+    densify.step(model, opt, state, cfg, iteration=1, total_iterations=100)
     assert len(model) <= 33 + 3  # at most 3 grew (a split adds 2 rows but removes its parent)
     assert float(torch.sigmoid(model.opacity_logits.detach()).max()) <= 0.5 + 1e-6
 

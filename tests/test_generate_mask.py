@@ -15,14 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotation.labelme import (
-    RegionShape,
-    build_mask,
-    rasterize_regions,
-    rasterize_shape,
-    render_preview,
-)
+from annotation.labelme import RegionShape
+from annotation.masks import rasterize_regions, rasterize_shape, render_preview
 from annotation.procedural import make_landscape, save_scene
+from annotation.stage import build_mask
 from scene.io import Hint, read_hints, read_json, read_labels, read_mask, read_rgb
 from scene.manifest import require_stage
 from scene.paths import ScenePaths

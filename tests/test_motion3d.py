@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from motion.config import FitConfig
 from motion.motion3d import (
-    MotionConfig,
     _blocks,
     _prior_grad,
     _Views,
@@ -90,7 +90,7 @@ def test_recovers_known_motion():
     """Mutually consistent targets: EPE <= 0.01 px/frame (the issue's bar) and the 3D motion itself."""
     xyz, motion, cams, targets, visible = synthetic_problem()
     edges = knn_edges(xyz, torch.zeros(len(xyz), dtype=torch.long), 6)
-    fit = fit_motion(xyz, cams, targets, visible, edges, MotionConfig(iterations=60))
+    fit = fit_motion(xyz, cams, targets, visible, edges, FitConfig(train_iteration=60))
     assert fit.epe_initial > 0.3  # the targets are real motion, ~0.5 px/frame
     assert fit.epe <= 0.01
     near = xyz[:, 2] < 20  # enough parallax to see motion along the ray too
@@ -102,7 +102,9 @@ def test_recovers_known_motion():
 def test_adam_from_zero_converges():
     """Without the Gauss-Newton start, Adam alone still drives the L1 loss down by > 20x."""
     xyz, _, cams, targets, visible = synthetic_problem(1000)
-    fit = fit_motion(xyz, cams, targets, visible, None, MotionConfig(iterations=150, init="zero", lr=0.2))
+    fit = fit_motion(
+        xyz, cams, targets, visible, None, FitConfig(train_iteration=150, motion_init="zero", motion_lr=0.2)
+    )
     assert fit.data_loss[-1] < fit.data_loss[0] / 20
     assert fit.epe < 0.05 < fit.epe_initial
 
@@ -113,7 +115,7 @@ def test_smoothness_moves_unconstrained_points_with_their_region():
     blind[::10] = True  # no view constrains these points
     visible = visible & ~blind[None]
     edges = knn_edges(xyz, torch.zeros(len(xyz), dtype=torch.long), 8)
-    fit = fit_motion(xyz, cams, targets, visible, edges, MotionConfig(iterations=300, smooth_weight=0.5))
+    fit = fit_motion(xyz, cams, targets, visible, edges, FitConfig(train_iteration=300, smooth_weight=0.5))
     pred = projected_flow(xyz, fit.motion, cams)
     seen_epe = end_point_error(pred[0:1, blind], targets[0:1, blind], torch.ones(1, int(blind.sum()), dtype=bool))
     assert seen_epe < 0.5 * float(targets[0, blind].norm(dim=-1).mean())  # they move, roughly like neighbours
@@ -156,8 +158,8 @@ def test_bad_input_raises():
         fit_motion(xyz, cams, targets, visible.float())
     with pytest.raises(ValueError, match="xyz must be a"):
         fit_motion(xyz[:, :2], cams, targets, visible)
-    with pytest.raises(ValueError, match="iterations"):
-        fit_motion(xyz, cams, targets, visible, config=MotionConfig(iterations=-1))
+    with pytest.raises(ValueError, match="train_iteration"):
+        fit_motion(xyz, cams, targets, visible, config=FitConfig(train_iteration=-1))
     with pytest.raises(ValueError, match="need 3 cameras"):
         sample_flow_targets(
             xyz, torch.ones(20, dtype=torch.long), cams[:2], torch.zeros(3, 8, 8, 2), torch.ones(3, 8, 8),
@@ -175,7 +177,7 @@ def test_no_moving_points():
 def test_cuda_matches_cpu():
     xyz, _, cams, targets, visible = synthetic_problem(2000)
     edges = knn_edges(xyz, torch.zeros(len(xyz), dtype=torch.long), 6)
-    config = MotionConfig(iterations=30)
+    config = FitConfig(train_iteration=30)
     cpu = fit_motion(xyz, cams, targets, visible, edges, config)
     gpu = fit_motion(xyz.cuda(), cams, targets.cuda(), visible.cuda(), edges.cuda(), config)
     assert gpu.motion.is_cuda and gpu.epe <= 0.01 and abs(gpu.epe - cpu.epe) <= 0.002

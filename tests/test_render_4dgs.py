@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
+import render.stage
 import render_4DGS
 from render.camera_paths import PRESETS, path_cameras
 from render.videos import (
     RenderOptions,
     bake_loop,
     export_loop_ply,
-    parse_resolution,
     render_frames,
     render_videos,
     resize_camera,
 )
-from scene.cameras import source_camera
+from scene.cameras import image_size, source_camera
 from scene.gaussians import load_ply
 from scene.manifest import StageRun, read_manifest
 from scene.paths import ScenePaths
@@ -142,13 +142,15 @@ def test_ply_export_round_trip(tmp_path, baked):
 
 
 def test_resolution_parsing():
-    assert parse_resolution(None, 96, 64) == (96, 64)
-    assert parse_resolution("1280x720", 96, 64) == (1280, 720)
-    assert parse_resolution("0.5", 1920, 1080) == (960, 540)
-    assert parse_resolution("0.33", 97, 65) == (32, 22)  # even sizes for yuv420p
-    for bad in ("abc", "0", "-1", "10x", "1280x720x3", "8x8", "nan"):
+    """--resolution has one meaning in every stage (scene.cameras.image_size); rendering may upscale."""
+    assert image_size(None, 96, 64, upscale=True) == (96, 64)
+    assert image_size("1280x720", 96, 64, upscale=True) == (1280, 720)
+    assert image_size("960", 1920, 1080, upscale=True) == (960, 540)
+    assert image_size("192", 96, 64, upscale=True) == (192, 128)
+    assert image_size("192", 96, 64) == (96, 64)  # stages 1 and 2 never upscale
+    for bad in ("abc", "-1", "0.5", "10x", "1280x720x3", "8x8", "nan"):
         with pytest.raises(UserError, match="resolution"):
-            parse_resolution(bad, 96, 64)
+            image_size(bad, 96, 64, upscale=True)
 
 
 def test_resize_camera_keeps_vertical_fov():
@@ -171,7 +173,7 @@ def trained_scene(tmp_path, model, monkeypatch):
     (scene.root / "gaussians").mkdir()
     (scene.root / "gaussians" / "point_cloud.ply").write_bytes(b"stand-in")
     StageRun(scene, "gaussians", {}, inputs=[]).finish(outputs=[scene.root / "gaussians"])
-    monkeypatch.setattr(render_4DGS, "load_model", lambda scene, device, iteration: model)
+    monkeypatch.setattr(render.stage, "load_model", lambda scene, device, iteration: model)
     return scene
 
 
@@ -202,7 +204,7 @@ BAD_ARGS = [
     (["--loops", "0"], "--loops must be"),
     (["--fps", "0"], "--fps must be"),
     (["--fps", "-5"], "--fps must be"),
-    (["--resolution", "big"], "bad --resolution"),
+    (["--resolution", "big"], "--resolution 'big' is not N or WxH"),
     (["--resolution", "4x4"], "outside 16..8192"),
     (["--paths", "orbit"], "unknown camera path 'orbit'"),
     (["--background", "pink"], "bad --background"),

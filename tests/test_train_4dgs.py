@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from gaussians4d.config import config_from_dict, preset
+from gaussians4d.checkpoints import latest_checkpoint, load_checkpoint
+from gaussians4d.config import load_config, preset
+from gaussians4d.data import load_data
 from gaussians4d.losses import psnr
 from gaussians4d.model import load_trained
-from gaussians4d.trainer import latest_checkpoint, load_data, render_at, train
+from gaussians4d.stage import build_model, run
+from gaussians4d.trainer import Trainer, make_optimizer, render_at
 from scene.manifest import read_manifest
 from scene.paths import ScenePaths
 from tests.conftest import PYTHON, ROOT
@@ -23,7 +27,7 @@ from utils.errors import UserError
 W, H, N_FRAMES = 48, 32, 8
 # Small enough to train in about half a minute on a shared 2-core CPU.
 TINY = {
-    "resolution": 0,
+    "resolution": None,
     "max_points": 500,
     "coarse_iterations": 20,
     "fine_iterations": 20,
@@ -45,6 +49,11 @@ def tiny_config(**overrides):
     return preset("cpu", **{**TINY, **overrides})
 
 
+def train(scene: ScenePaths, cfg, fresh: bool = False):
+    """The whole stage on ``scene`` with ``cfg`` (gaussians4d.stage.run)."""
+    return run(replace(cfg, input_dir=str(scene.root), fresh=fresh))
+
+
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory) -> ScenePaths:
     return make_stage1_scene(tmp_path_factory.mktemp("fourdgs") / "scene", W, H, N_FRAMES)
@@ -64,12 +73,11 @@ def trained(stage1, tmp_path_factory):
 
 def _untrained_psnr(scene: ScenePaths) -> float:
     """Mean PSNR of the initial Gaussians (before any step) over the training images."""
-    from gaussians4d.trainer import build_model, evaluate
-
-    cfg = tiny_config()
+    cfg = tiny_config(eval_max_images=40)
     data = load_data(scene, cfg, torch.device("cpu"))
     model = build_model(scene, cfg, data, torch.device("cpu"))
-    return evaluate(model.export(), data, data.views + data.frames, "torch")
+    trainer = Trainer(cfg, data, model, scene.gaussians.dir, meta={})
+    return trainer.evaluate(model.export(), data.views + data.frames)
 
 
 def test_training_decreases_loss_and_reaches_psnr(trained):
@@ -89,7 +97,7 @@ def test_outputs_layout_and_manifest(trained):
     scene, metrics = trained
     g = scene.gaussians
     assert g.ply(40).is_file() and g.deformation(40).is_file() and g.deformation_json(40).is_file()
-    assert config_from_dict(json.loads(g.config.read_text())) == tiny_config()
+    assert load_config(json.loads(g.config.read_text())) == tiny_config()  # the scene's path is not in it
     assert json.loads(g.metrics.read_text())["psnr_train"] == pytest.approx(metrics["psnr_train"])
     assert any(g.previews_dir.glob("*.png"))
     manifest = read_manifest(scene, "gaussians")
@@ -132,9 +140,7 @@ def test_rendered_loop_has_no_seam(trained):
     data = load_data(scene, tiny_config(), torch.device("cpu"))
     model = load_trained(scene)
     with torch.no_grad():
-        start, end, mid = (
-            render_at(model, data, [0], t, 0, fine=True, backend="torch").rgb for t in (0.0, 1 - 1e-5, 0.5)
-        )
+        start, end, mid = (render_at(model, data, [0], t, fine=True, backend="torch").rgb for t in (0.0, 1 - 1e-5, 0.5))
     assert psnr(end, start) > 50.0
     assert psnr(mid, start) < psnr(end, start) - 10
 
@@ -144,33 +150,31 @@ def test_save_then_load_renders_identically(trained, stage1):
     data = load_data(scene, tiny_config(), torch.device("cpu"))
     loaded = load_trained(scene)
     # Rebuild "the model in memory" from the checkpoint of the last iteration and export it.
-    from gaussians4d.trainer import build_model, load_checkpoint
-
     cfg = tiny_config()
     model = build_model(scene, cfg, data, torch.device("cpu"))
-    load_checkpoint(
-        latest_checkpoint(scene.gaussians.checkpoints_dir), model, cfg, torch.Generator(), torch.device("cpu")
-    )
+    ckpt = latest_checkpoint(scene.gaussians.checkpoints_dir)
+    load_checkpoint(ckpt, model, lambda m: make_optimizer(m, cfg.optim), torch.Generator(), torch.device("cpu"))
     memory = model.export()
     for t in (0.0, 0.4):
         with torch.no_grad():
-            a = render_at(memory, data, [0, 1], t, 0, fine=True, backend="torch").rgb
-            b = render_at(loaded, data, [0, 1], t, 0, fine=True, backend="torch").rgb
+            a = render_at(memory, data, [0, 1], t, fine=True, backend="torch").rgb
+            b = render_at(loaded, data, [0, 1], t, fine=True, backend="torch").rgb
         assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
 
 
 def test_resume_after_interruption(stage1, tmp_path):
     scene = _copy(stage1, tmp_path / "scene")
-    cfg = tiny_config(
-        coarse_iterations=10,
-        fine_iterations=10,
-        checkpoint_every=100,
-        preview_every=0,
-        densify_from=5,
-        densify_every=5,
-        grow_grad2d=1e-5,
-    )
-    assert train(scene, tiny_config(**{**cfg.to_dict(), "stop_after": 7})) is None
+    short = {
+        "coarse_iterations": 10,
+        "fine_iterations": 10,
+        "checkpoint_every": 100,
+        "preview_every": 0,
+        "densify_from": 5,
+        "densify_every": 5,
+        "grow_grad2d": 1e-5,
+    }
+    cfg = tiny_config(**short)
+    assert train(scene, tiny_config(**short, stop_after=7)) is None
     ckpt = latest_checkpoint(scene.gaussians.checkpoints_dir)
     assert ckpt is not None and json.loads(ckpt.read_text())["iteration"] == 7
     assert read_manifest(scene, "gaussians") is None  # not complete

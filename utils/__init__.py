@@ -1,1 +1,2 @@
-"""Project-wide helpers: user-facing errors, CLI wrapper, console and progress."""
+"""Project-wide helpers: typed configs and the CLI built from them, user-facing errors, console and progress,
+the device, thread-independent arithmetic, video files."""

@@ -10,6 +10,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from utils.errors import UserError
 
@@ -20,11 +21,37 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def make_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
+def make_parser(description: str, prog: str | None = None, epilog: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser whose usage errors are one line, with the shared ``--debug`` flag."""
-    parser = _Parser(description=description, prog=prog)
+    parser = _Parser(
+        description=description, prog=prog, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return parser
+
+
+def config_parser(
+    config_cls: type, prog: str, doc: str, defaults: dict[str, str] | None = None
+) -> argparse.ArgumentParser:
+    """The parser of a stage: one option per leaf of its config class (utils/config.py), ``--input_dir`` required.
+
+    ``doc`` is the script's docstring: its first line is the description, the rest (usage examples) the epilog.
+    """
+    from utils.config import add_options
+
+    first, _, rest = doc.strip().partition("\n")
+    parser = make_parser(first, prog=prog, epilog=rest.strip("\n") or None)
+    add_options(parser, config_cls, defaults, required=("input_dir",))
+    return parser
+
+
+def config_from_args(base: Any, args: argparse.Namespace) -> Any:
+    """``base`` with every option the user typed applied, then validated (one line per bad value)."""
+    from utils.config import given, validate, with_overrides
+
+    config = with_overrides(base, given(args, type(base)))
+    validate(config)
+    return config
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -1,7 +1,9 @@
-"""train_motion.py, part 1, end to end on tiny scenes: outputs, manifest, the part-2 hook, bad input, real scenes."""
+"""motion/stage.py and motion/outputs.py through train_motion.py, end to end on tiny scenes: views, flows, 3D
+motion, videos, the manifest, the split between make_views and make_motion, bad input, real scenes."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,12 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
+import motion.stage
 import train_motion
 from annotation.procedural import save_scene
+from motion.config import FitConfig, MotionConfig, VideoConfig, video_view_indices
+from motion.outputs import read_views
+from scene.cameras import image_size
 from scene.io import read_cameras, read_labels, read_mask, read_npy, read_points, read_rgb, to_uint8
 from scene.manifest import read_manifest, require_stage
 from scene.paths import ScenePaths
 from utils.cli import run_main
+from utils.config import validate, with_overrides
+from utils.errors import UserError
 
 
 def prepare(folder: Path, toy) -> Path:
@@ -68,17 +76,18 @@ def test_end_to_end_outputs(scene_dir, toy):
     assert not (scene_dir / ".motion.partial").exists()
 
 
-def test_part2_hook_is_called_inside_the_staged_folder(scene_dir, monkeypatch):
+def test_make_motion_runs_inside_the_staged_folder(scene_dir, monkeypatch):
     calls = []
 
-    def part2(out, part1, config, run_):
+    def make_motion(out, views, config, device, run_):
         calls.append(out.dir)
         assert out.dir.name == ".motion.partial" and out.view_image(1).is_file() and out.points.is_file()
-        assert len(part1.views) == len(part1.cameras) == 2 and part1.photo.shape == (*part1.depth.shape, 3)
-        assert len(part1.points.xyz) == int(np.prod(part1.depth.shape)) + part1.views[1].info["holes"]
+        photo = views.photo
+        assert len(views.views) == len(views.cameras) == 2 and photo.image.shape == (*photo.depth.shape, 3)
+        assert len(views.cloud) == int(np.prod(photo.depth.shape)) + views.views[1].info["holes"]
         assert read_manifest(ScenePaths(scene_dir), "motion") is None  # written only after the swap
 
-    monkeypatch.setattr(train_motion, "motion_part2", part2)
+    monkeypatch.setattr(motion.stage, "make_motion", make_motion)
     assert run("--input_dir", str(scene_dir), "--n_views", "2") == 0
     assert len(calls) == 1 and (scene_dir / "motion" / "views" / "01.png").is_file()
 
@@ -95,7 +104,7 @@ def test_resolution_option(scene_dir):
     assert read_npy(scene_dir / "motion" / "depth.npy").shape == (32, 48)
     assert run("--input_dir", str(scene_dir), "--n_views", "2", "--resolution", "40x30") == 0
     assert read_labels(scene_dir / "motion" / "views" / "01_regions.png").shape == (30, 40)
-    assert train_motion.parse_resolution("4000", 96, 64) == (96, 64)  # never upscaled
+    assert image_size("4000", 96, 64) == (96, 64)  # never upscaled
 
 
 def one_line_error(capsys, code: int) -> str:
@@ -129,7 +138,7 @@ def test_gpu_out_of_memory_suggests_resolution(scene_dir, capsys, monkeypatch):
     def boom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train_motion, "motion_part1", boom)
+    monkeypatch.setattr(motion.stage, "make_views", boom)
     err = one_line_error(capsys, run("--input_dir", str(scene_dir)))
     assert "--resolution" in err and "GPU memory" in err
 
@@ -197,3 +206,99 @@ def test_cuda_matches_cpu(tmp_path, toy):
     h, w = toy.image.shape[:2]
     np.testing.assert_allclose(gpu.xyz[: h * w], cpu.xyz[: h * w], rtol=1e-5, atol=1e-5)
     assert abs(len(gpu) - len(cpu)) <= 0.01 * len(cpu)  # float rounding may flip a few z-buffer ties
+
+
+# ----------------------------------------------------------------------------- flows, 3D motion, video
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, toy):
+    """generate_mask + train_motion (3 views, 6 frames, 10 steps, videos of views 0 and 2)."""
+    import train_motion
+    from annotation.procedural import save_scene
+    from scripts.generate_mask import main as generate_mask
+
+    previous = torch.get_num_threads()
+    folder = save_scene(toy, tmp_path_factory.mktemp("part2") / "scene")
+    assert generate_mask(["--input_dir", str(folder)]) == 0
+    argv = ["--input_dir", str(folder), "--n_views", "3", "--n_frames", "6", "--train_iteration", "10"]
+    assert train_motion.main([*argv, "--video_views", "0,2", "--threads", "1"]) == 0
+    torch.set_num_threads(previous)
+    return ScenePaths(folder)
+
+
+def test_outputs_and_shapes(finished):
+    m = finished.motion
+    h, w = read_npy(m.depth).shape
+    cloud = read_points(m.points)
+    for v in range(3):
+        flow = read_npy(m.flow(v), (h, w, 2))
+        regions = read_labels(m.view_regions(v))
+        assert not flow[regions == 0].any()  # zero outside the moving regions
+        assert m.flow_preview(v).is_file()
+    motion = read_npy(m.motion3d, (len(cloud), 3))
+    assert not motion[cloud.region == 0].any()  # static points stay fixed
+    assert (np.abs(motion[cloud.region > 0]).sum(1) > 0).mean() > 0.9  # the regions with hints move
+    for v in (0, 2):
+        assert sorted(p.name for p in (m.video_dir / f"{v:02d}").iterdir()) == [f"{i:04d}.png" for i in range(6)]
+        assert m.video_mp4(v).stat().st_size > 0
+    assert not (m.video_dir / "01").exists()
+    # Frame 0 is the view itself, bit for bit.
+    np.testing.assert_array_equal(read_rgb(m.video_frame(0, 0)), read_rgb(m.view_image(0)))
+    np.testing.assert_array_equal(read_rgb(m.video_frame(2, 0)), read_rgb(m.view_image(2)))
+    report = json.loads(m.motion_loss.read_text())
+    assert report["steps"][-1] == 10 and len(report["loss"]) == len(report["steps"])
+    assert report["epe_px_per_frame"] < report["epe_zero_motion_px_per_frame"]
+    assert set(report["epe_per_region"]) == {"1", "2"} and len(report["epe_per_view"]) == 3
+    manifest = json.loads(finished.manifest("motion").read_text())
+    assert {"flows", "motion3d", "video"} <= set(manifest["timings_s"])
+    assert manifest["config"]["video"]["n_frames"] == 6 and manifest["info"]["motion"]["moving_regions"] == [1, 2]
+
+
+def test_views_read_back_match_the_files(finished):
+    views = read_views(finished, finished.motion)
+    assert len(views.cameras) == 3 and len(views.views) == 3
+    assert views.cloud.xyz.shape == (len(views.cloud.region), 3)
+    assert views.photo.image.shape == (*views.photo.depth.shape, 3) and views.photo.valid.all()
+
+
+def test_missing_part1_outputs_name_the_command(tmp_path):
+    scene = ScenePaths(tmp_path)
+    with pytest.raises(UserError, match=r"cameras.json is missing.*train_motion.py --input_dir"):
+        read_views(scene, scene.motion)
+
+
+def test_bad_options():
+    for bad, name in (
+        ({"speed": 0.0}, "--speed"),
+        ({"n_frames": 1}, "--n_frames"),
+        ({"video_views": "0,30"}, "--video_views"),
+    ):
+        with pytest.raises(UserError, match=name):
+            validate(with_overrides(MotionConfig(), bad))
+    with pytest.raises(UserError, match="--video_views"):
+        video_view_indices("front", 25)
+    assert video_view_indices("all", 3) == [0, 1, 2] and video_view_indices(" 2, 0 ,2", 3) == [0, 2]
+
+
+def test_no_usable_hint_gives_a_still_video(finished, tmp_path, capsys):
+    from dataclasses import replace
+
+    from motion.stage import make_motion
+    from scene.paths import MotionPaths
+
+    views = read_views(finished, finished.motion)
+    views.hints = [replace(h, end=h.start) for h in views.hints]  # every hint zero-length
+    out = MotionPaths(tmp_path / "motion")
+    config = MotionConfig(fit=FitConfig(train_iteration=2), video=VideoConfig(n_frames=3))
+    result = make_motion(out, views, config, "cpu")
+    assert result["moving_regions"] == [] and "no usable motion hint" in capsys.readouterr().err
+    assert not read_npy(out.motion3d).any()
+    for i in range(3):
+        np.testing.assert_array_equal(read_rgb(out.video_frame(0, i)), read_rgb(finished.motion.view_image(0)))
+
+
+def test_flow_weights_option():
+    assert MotionConfig().flow.flow_weights == "photo"
+    with pytest.raises(UserError, match="--flow_weights"):
+        with_overrides(MotionConfig(), {"flow_weights": "both"})

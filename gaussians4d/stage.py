@@ -1,0 +1,109 @@
+"""Stage 2 (train_4DGS.py): stage 1's point cloud, views, 3D motion and looping video -> 4D Gaussians that loop.
+
+:func:`run` reads all of stage 1 before writing anything, trains (gaussians4d/trainer.py; a re-run
+resumes from the last checkpoint), saves the model (``gaussians/point_cloud/iteration_N/``), evaluates
+it and writes ``manifests/gaussians.json`` last. Formats: docs/scene_format.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+
+from gaussians4d.config import TrainConfig
+from gaussians4d.data import TrainData, load_data
+from gaussians4d.model import TrainableGaussians, init_gaussians, save_trained
+from gaussians4d.trainer import Trainer
+from scene.io import read_npy, read_points, remove_stale_temps, write_json
+from scene.manifest import StageRun, check_writable, file_hash
+from scene.paths import ScenePaths
+from utils.config import to_dict
+from utils.console import info
+from utils.device import resolve_device
+from utils.errors import UserError
+
+
+def build_model(scene: ScenePaths, cfg: TrainConfig, data: TrainData, device: torch.device) -> TrainableGaussians:
+    """Initial Gaussians from stage 1's point cloud and 3D motion."""
+    cloud = read_points(scene.motion.points)
+    motion = read_npy(scene.motion.motion3d, (len(cloud), 3), made_by="train_motion.py")
+    return init_gaussians(
+        cloud,
+        motion,
+        data.n_video_frames,
+        data.cameras[0].w2c,
+        max_points=cfg.data.max_points,
+        sh_degree=cfg.model.sh_degree,
+        init_opacity=cfg.model.init_opacity,
+        deformation=cfg.model.deformation,
+        flow_scale=cfg.model.flow_scale,
+        seed=cfg.seed,
+        device=device,
+    )
+
+
+def run(cfg: TrainConfig) -> dict | None:
+    """Train, save and evaluate; returns the metrics, or None when stopped early (``--stop_after``)."""
+    scene = ScenePaths(cfg.input_dir)
+    if not scene.root.is_dir():
+        raise UserError(f"{scene.root} is not a folder", "give the scene folder with --input_dir")
+    device = resolve_device(cfg.run.device)
+    torch.manual_seed(cfg.seed)
+    data = load_data(scene, cfg, device)
+    check_writable(scene.root)
+    model = build_model(scene, cfg, data, device)  # reads the rest of stage 1: a bad file fails before any write
+    paths = scene.gaussians
+    manifest = StageRun(scene, "gaussians", cfg, inputs=[scene.motion.dir, scene.manifest("motion")])
+    manifest.invalidate()
+    remove_stale_temps(paths.dir)  # half-written checkpoints of a killed run
+    meta = {"config_key": cfg.resume_key(), "motion_manifest": file_hash(scene.manifest("motion"))}
+    paths.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    write_json(paths.config, {k: v for k, v in to_dict(cfg).items() if k not in ("input_dir", "fresh")})
+    trainer = Trainer(cfg, data, model, paths.dir, meta)
+    trainer.resume(cfg.fresh)
+    with manifest.step("train"):
+        finished = trainer.train()
+    if not finished:
+        state = trainer.state
+        info(f"stopped after iteration {state.iteration} (--stop_after); re-run to resume from {state.last_checkpoint}")
+        return None
+    iteration = trainer.state.iteration
+    with manifest.step("save"):
+        final = model.export()
+        final.cameras = data.cameras
+        save_trained(paths, iteration, final)
+        for old in paths.point_cloud_dir.glob("iteration_*"):  # a model of an older run must not shadow this one
+            if old.name != f"iteration_{iteration}":
+                shutil.rmtree(old, ignore_errors=True)
+    with manifest.step("evaluate"):
+        metrics = evaluate(trainer, final)
+    write_json(paths.metrics, metrics)
+    manifest.info.update({k: v for k, v in metrics.items() if k != "loss_curve"})
+    manifest.finish(outputs=[paths.iteration_dir(iteration), paths.config, paths.metrics, paths.cameras])
+    return metrics
+
+
+def evaluate(trainer: Trainer, final) -> dict:
+    """metrics.json: PSNRs of the views, the training and the held-out video frames, counts, the loss curve."""
+    data, k = trainer.data, trainer.cfg.data.eval_max_images
+    views, frames = trainer.evaluate(final, data.views), trainer.evaluate(final, data.frames)
+    return {
+        "psnr_train": _mean_psnr([(views, min(k, len(data.views))), (frames, min(k, len(data.frames)))]),
+        "psnr_views": views,
+        "psnr_video_train": frames,
+        "psnr_heldout": trainer.evaluate(final, data.heldout),
+        "n_gaussians": len(final.canonical),
+        "n_moving": int(final.moving_idx.numel()),
+        "iterations": trainer.state.iteration,
+        "resolution": [data.width, data.height],
+        "n_video_frames": data.n_video_frames,
+        "n_frames": final.n_frames,
+        "loss_curve": trainer.state.losses,
+    }
+
+
+def _mean_psnr(parts: list[tuple[float | None, int]]) -> float | None:
+    """Mean of per-set PSNRs weighted by their image counts (sets without images skipped)."""
+    parts = [(p, n) for p, n in parts if p is not None and n > 0]
+    return sum(p * n for p, n in parts) / sum(n for _, n in parts) if parts else None

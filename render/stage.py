@@ -1,0 +1,85 @@
+"""Stage 3 (render_4DGS.py): the trained 4D scene along camera paths, whole loops, to looping videos.
+
+:func:`run` checks every option before the model loads and before anything is written, renders
+(render/videos.py) into ``SCENE/video/`` and writes ``manifests/render.json`` last.
+"""
+
+from __future__ import annotations
+
+from render.camera_paths import DEFAULT_PATHS, CameraPath, load_camera_path, resolve_presets
+from render.config import RenderConfig, background_rgb
+from render.videos import LoopModel, RenderOptions, RenderSummary, render_videos
+from scene.cameras import image_size
+from scene.io import remove_stale_temps
+from scene.manifest import StageRun, check_writable, require_stage
+from scene.paths import ScenePaths
+from utils.config import to_dict
+from utils.device import resolve_device
+from utils.errors import UserError
+
+
+def select_paths(names: tuple[str, ...] | None, camera_path: str | None) -> tuple[CameraPath, ...]:
+    """The presets named (``all`` = every looping preset) followed by the custom path, validated."""
+    custom = load_camera_path(camera_path) if camera_path else None
+    if names is None:
+        names = () if custom else DEFAULT_PATHS
+    flat = [n.strip() for name in names for n in name.split(",") if n.strip()]
+    flat = [n for name in flat for n in (DEFAULT_PATHS if name == "all" else (name,))]
+    paths: list[CameraPath] = list(resolve_presets(flat))
+    if custom is not None:
+        if custom.name in {p.name for p in paths}:
+            raise UserError(
+                f"the custom path's name {custom.name!r} clashes with a preset",
+                'rename the file or set "name" in it',
+            )
+        paths.append(custom)
+    if not paths:
+        raise UserError("no camera path to render", f"give --paths (e.g. {DEFAULT_PATHS[0]}) or --camera_path")
+    return tuple(paths)
+
+
+def load_model(scene: ScenePaths, device, iteration: int | None) -> LoopModel:
+    """The trained 4D scene (train_4DGS.py's outputs)."""
+    from gaussians4d.model import load_trained
+
+    return load_trained(scene, device=device, iteration=iteration)
+
+
+def run(config: RenderConfig) -> RenderSummary:
+    """Render every path of ``config``; returns the summary (also recorded in the manifest)."""
+    scene = ScenePaths(config.input_dir)
+    if not scene.root.is_dir():
+        raise UserError(f"{scene.root} is not a folder", "give the scene folder with --input_dir")
+    paths = select_paths(config.paths, config.camera_path)
+    device = resolve_device(config.device)
+    require_stage(scene, "gaussians")
+    check_writable(scene.root)
+    model = load_model(scene, device, config.iteration)
+    if not model.cameras:
+        raise UserError(
+            f"{scene.root} has no cameras for the trained model", "re-run train_motion.py and train_4DGS.py"
+        )
+    photo = model.cameras[0]
+    options = RenderOptions(
+        paths=paths,
+        loops=config.loops,
+        fps=config.fps,
+        size=image_size(config.resolution, photo.width, photo.height, upscale=True),
+        gif=config.gif,
+        save_frames=config.save_frames,
+        export_ply=config.export_ply,
+        background=background_rgb(config.background),
+        backend=config.backend,
+        path_scale=config.path_scale,
+    )
+    recorded = {**to_dict(config), "paths": [p.name for p in paths]}  # presets and the custom path, resolved
+    run_ = StageRun(scene, "render", recorded, inputs=[scene.manifest("gaussians")])
+    run_.invalidate()
+    remove_stale_temps(scene.video_dir)  # half-written videos of a killed run
+    with run_.step("render"):
+        summary = render_videos(model, scene.video_dir, options, device)
+    run_.timings["bake"] = summary.bake_s
+    run_.timings["rasterize"] = summary.raster_s
+    run_.info.update(summary.info())
+    run_.finish(outputs=summary.outputs())
+    return summary
