@@ -120,21 +120,36 @@ def make_landscape(width: int = 640, height: int = 360, seed: int = 0) -> Proced
         raise ValueError(f"scene must be at least 32x32, got {width}x{height}")
     rng = np.random.default_rng(seed)
     w, h = int(width), int(height)
-    yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
     focal = FOCAL_AT_512 * h / 512.0
     horizon = round(h * rng.uniform(0.50, 0.56))
+    cloud_top, cloud_bottom = 0.06 * h, 0.26 * h
+    image, depth = _paint_sky_and_mountains(rng, w, h, horizon, cloud_top, cloud_bottom)
+    image, depth, river_pts = _paint_ground_and_river(rng, image, depth, w, h, horizon, focal)
+    photo = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    shapes, labels, regions, hints = _annotate(river_pts, w, h, cloud_top, cloud_bottom, seed)
+    labelme = {
+        "version": "5.2.1",
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": "image.png",
+        "imageData": _png_base64(photo),
+        "imageHeight": h,
+        "imageWidth": w,
+    }
+    return ProceduralScene(photo, labelme, regions, labels, hints, depth, focal)
 
-    # Sky: gradient and soft clouds in a band well above the mountains.
+
+def _paint_sky_and_mountains(rng, w: int, h: int, horizon: int, cloud_top: float, cloud_bottom: float):
+    """Sky (gradient and soft clouds in a band well above the mountains) and two ridges behind the horizon."""
+    yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
     t = (yy / horizon)[..., None]
     image = (1 - t) * np.array([0.25, 0.45, 0.80]) + t * np.array([0.75, 0.85, 0.95])
-    cloud_top, cloud_bottom = 0.06 * h, 0.26 * h
     clouds = _noise_2d(rng, h, w, 9) * _noise_2d(rng, h, w, 23) ** 0.5
     band = np.clip(1 - np.abs((yy - (cloud_top + cloud_bottom) / 2) / ((cloud_bottom - cloud_top) / 2)), 0, 1)
     cloud_alpha = np.clip((clouds - 0.25) * 2.5, 0, 1) * band**0.7
     image = image * (1 - cloud_alpha[..., None]) + cloud_alpha[..., None] * np.array([0.97, 0.97, 0.98])
     depth = np.full((h, w), SKY_DEPTH, np.float32)
-
-    # Mountains: a far bluish ridge and a near green-grey one, both behind the horizon.
+    # A far bluish ridge and a near green-grey one.
     for ridge_depth, base, colour, rough in (
         (90.0, 0.34, (0.45, 0.52, 0.65), 0.10),
         (45.0, 0.42, (0.30, 0.40, 0.33), 0.06),
@@ -145,34 +160,35 @@ def make_landscape(width: int = 640, height: int = 360, seed: int = 0) -> Proced
         shade = 0.8 + 0.4 * _noise_2d(rng, h, w, 30)[..., None]
         image = np.where(inside[..., None], np.array(colour) * shade, image)
         depth = np.where(inside, ridge_depth, depth)
+    return image, depth
 
-    # Ground plane below the horizon: z = f * camera_height / (y - horizon), capped at the near ridge.
+
+def _paint_ground_and_river(rng, image, depth, w: int, h: int, horizon: int, focal: float):
+    """The ground plane below the horizon (z = f * camera_height / (y - horizon), capped at the near ridge) and
+    a river on it, with ripples across the flow so that motion is visible. Returns (image, depth, river polygon)."""
+    yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
     below = yy > horizon
     ground_depth = focal * CAMERA_HEIGHT / np.maximum(yy - horizon, 1e-3)
     depth = np.where(below, np.minimum(ground_depth, 44.0), depth).astype(np.float32)
     grass = 0.75 + 0.5 * _noise_2d(rng, h, w, 40)[..., None] * _noise_2d(rng, h, w, 7)[..., None]
     image = np.where(below[..., None], np.array([0.33, 0.45, 0.20]) * grass, image)
-
-    # River: ripples across the flow so that motion is visible, on the ground plane.
     river_pts = _river_polygon(w, h, horizon, rng)
     river = _rasterize(river_pts, (w, h))
     ripples = 0.5 + 0.5 * np.sin(2 * np.pi * (ground_depth.clip(0, 60) * 1.3) + 3 * _noise_2d(rng, h, w, 12))
     water = (
         np.array([0.18, 0.38, 0.62]) * (0.8 + 0.35 * ripples[..., None]) + 0.08 * _noise_2d(rng, h, w, 60)[..., None]
     )
-    image = np.where(river[..., None], water, image)
+    return np.where(river[..., None], water, image), depth, river_pts
 
-    image = np.clip(image, 0, 1)
-    photo = np.rint(image * 255).astype(np.uint8)
 
-    # Annotation: regions in order (river = 1, clouds = 2) and hints inside them.
+def _annotate(river_pts, w: int, h: int, cloud_top: float, cloud_bottom: float, seed: int):
+    """labelme shapes (river = region 1, clouds = 2, then the hint lines), labels, the region map and the hints."""
     cloud_pts = _cloud_polygon(w, h, cloud_top, cloud_bottom)
     shapes = [_polygon("water", river_pts), _polygon("cloud", cloud_pts)]
     labels = ["water", "cloud"]
     regions = np.zeros((h, w), np.int32)
     for k, shape in enumerate(shapes, 1):
         regions[_rasterize(shape["points"], (w, h))] = k
-
     hints: list[Hint] = []
     river_arr = np.asarray(river_pts)
     n_side = len(river_arr) // 2
@@ -196,17 +212,7 @@ def make_landscape(width: int = 640, height: int = 360, seed: int = 0) -> Proced
         x, y = (round(v) for v in hh.start)
         if regions[y, x] != hh.region:
             raise RuntimeError(f"procedural hint {hh.label} lies outside its region (seed {seed})")
-
-    labelme = {
-        "version": "5.2.1",
-        "flags": {},
-        "shapes": shapes,
-        "imagePath": "image.png",
-        "imageData": _png_base64(photo),
-        "imageHeight": h,
-        "imageWidth": w,
-    }
-    return ProceduralScene(photo, labelme, regions, labels, hints, depth, focal)
+    return shapes, labels, regions, hints
 
 
 def save_scene(scene: ProceduralScene, folder: str | Path, ground_truth: bool = False) -> Path:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gaussian_renderer.projection import quat_to_rotmat
 from gaussians4d import TRAIN_HELP
 from gaussians4d.model import TrainableGaussians
 from utils.errors import require
@@ -85,16 +86,6 @@ def update_state(state: dict[str, Tensor], out, rows: Tensor, width: int, height
     state["count"].index_add_(0, r, torch.ones_like(grad[visible]))
 
 
-def _quat_to_rotmat(q: Tensor) -> Tensor:
-    w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(rows, -1).reshape(*q.shape[:-1], 3, 3)
-
-
 def _relative_size(model: TrainableGaussians) -> Tensor:
     return torch.exp(model.log_scales.detach()).max(dim=1).values / model.depth_ref
 
@@ -153,7 +144,7 @@ def _grow(
     fresh = torch.arange(len(src), device=src.device) >= len(keep_idx)
     # Split children: sampled from the parent's Gaussian, shrunk (in world units, then re-normalised).
     scales = torch.exp(model.log_scales.detach()[split_idx]).repeat(2, 1)
-    rot = _quat_to_rotmat(model.quats.detach()[split_idx]).repeat(2, 1, 1)
+    rot = quat_to_rotmat(model.quats.detach()[split_idx]).repeat(2, 1, 1)
     depth = model.depth_ref[split_idx].repeat(2)
     centre = (model.means_n.detach()[split_idx] * model.depth_ref[split_idx, None]).repeat(2, 1)
     noise = torch.randn(scales.shape, generator=generator).to(scales.device)  # the run's generator: resumable

@@ -43,25 +43,25 @@ def build_model(scene: ScenePaths, cfg: TrainConfig, data: TrainData, device: to
     )
 
 
-def run(cfg: TrainConfig) -> dict | None:
+def run(config: TrainConfig) -> dict | None:
     """Train, save and evaluate; returns the metrics, or None when stopped early (``--stop_after``)."""
-    scene = ScenePaths(cfg.input_dir)
+    scene = ScenePaths(config.input_dir)
     if not scene.root.is_dir():
         raise UserError(f"{scene.root} is not a folder", "give the scene folder with --input_dir")
-    device = resolve_device(cfg.run.device)
-    torch.manual_seed(cfg.seed)
-    data = load_data(scene, cfg, device)
+    device = resolve_device(config.run.device)
+    torch.manual_seed(config.seed)
+    data = load_data(scene, config, device)
     check_writable(scene.root)
-    model = build_model(scene, cfg, data, device)  # reads the rest of stage 1: a bad file fails before any write
+    model = build_model(scene, config, data, device)  # reads the rest of stage 1: a bad file fails before any write
     paths = scene.gaussians
-    manifest = StageRun(scene, "gaussians", cfg, inputs=[scene.motion.dir, scene.manifest("motion")])
+    manifest = StageRun(scene, "gaussians", config, inputs=[scene.motion.dir, scene.manifest("motion")])
     manifest.invalidate()
     remove_stale_temps(paths.dir)  # half-written checkpoints of a killed run
-    meta = {"config_key": cfg.resume_key(), "motion_manifest": file_hash(scene.manifest("motion"))}
+    meta = {"config_key": config.resume_key(), "motion_manifest": file_hash(scene.manifest("motion"))}
     paths.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    write_json(paths.config, {k: v for k, v in to_dict(cfg).items() if k not in ("input_dir", "fresh")})
-    trainer = Trainer(cfg, data, model, paths.dir, meta)
-    trainer.resume(cfg.fresh)
+    write_json(paths.config, {k: v for k, v in to_dict(config).items() if k not in ("input_dir", "fresh")})
+    trainer = Trainer(config, data, model, paths.dir, meta)
+    trainer.resume(config.fresh)
     with manifest.step("train"):
         finished = trainer.train()
     if not finished:

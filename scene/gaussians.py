@@ -26,10 +26,6 @@ def rgb_to_sh_dc(rgb: Tensor) -> Tensor:
     return (rgb - 0.5) / SH_C0
 
 
-def sh_dc_to_rgb(dc: Tensor) -> Tensor:
-    return dc * SH_C0 + 0.5
-
-
 def sh_coeff_count(degree: int) -> int:
     return (degree + 1) ** 2
 

@@ -49,7 +49,7 @@ def _prepare(source: Path, work: Path, motion_args: list[str]) -> ScenePaths:
 
 
 def _synthetic(size: str, work: Path) -> ScenePaths:
-    from tests.fourdgs_fixture import make_stage1_scene
+    from tests.gaussians4d.fixture import make_stage1_scene
 
     try:
         w, h = (int(v) for v in size.lower().split("x"))

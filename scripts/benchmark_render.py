@@ -8,7 +8,7 @@
     python scripts/benchmark_render.py --scene ../shared/scenes/mom_scene_0 --resolution 1280x720 --gaussians 200000 1000000
 
 Targets (issue 8): GPU, mom_scene_0 at 1280x720: >= 300 FPS rasterization and every default path encoded
-in <= 30 s in total; this machine: <= 2 s per 640x360 frame. Synthetic scenes are tests/loop_fixtures.py's
+in <= 30 s in total; this machine: <= 2 s per 640x360 frame. Synthetic scenes are tests/render/stand_in.py's
 stand-in (random Gaussians filling the view at depths 2..10, a third of them swaying, SH degree 3).
 Prints a Markdown table; "total" is bake + rasterization + encoding of all videos (written to a temporary
 folder), "ms/frame" and "FPS" are rasterization only (after one untimed warm-up frame on CUDA); medians over
@@ -33,7 +33,7 @@ from render.camera_paths import DEFAULT_PATHS, resolve_presets
 from render.videos import LoopModel, RenderOptions, render_videos
 from scene.cameras import image_size
 from scene.paths import ScenePaths
-from tests.loop_fixtures import StandInLoop
+from tests.render.stand_in import StandInLoop
 from utils.cli import make_parser, run_main
 from utils.device import resolve_device
 

@@ -16,7 +16,7 @@ from scene.report import build_report, svg_curve, write_report
 from tests.pipeline_fixtures import pipeline  # noqa: F401 (fixture)
 from utils.video import write_mp4
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

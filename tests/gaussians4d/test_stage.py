@@ -1,4 +1,4 @@
-"""train_4DGS end to end on a tiny consistent stage-1 scene (tests/fourdgs_fixture.py), on the CPU."""
+"""train_4DGS end to end on a tiny consistent stage-1 scene (tests/gaussians4d/fixture.py), on the CPU."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from gaussians4d.trainer import Trainer, make_optimizer, render_at
 from scene.manifest import read_manifest
 from scene.paths import ScenePaths
 from tests.conftest import PYTHON, ROOT
-from tests.fourdgs_fixture import make_stage1_scene
+from tests.gaussians4d.fixture import make_stage1_scene
 from utils.errors import UserError
 
 W, H, N_FRAMES = 48, 32, 8

@@ -1,6 +1,6 @@
 """gsplat backend vs the pure-PyTorch reference on CUDA (skipped without CUDA).
 
-Run on the GPU machine with ``pytest -s tests/test_rasterizer_gpu.py`` to see the figures. gsplat JIT-builds
+Run on the GPU machine with ``pytest -s tests/renderer/test_rasterizer_gpu.py`` to see the figures. gsplat JIT-builds
 its extension on first use (about 75 s).
 
 Tolerances: images relative L2 < 1e-3 (rgb; alpha; depth over pixels where both alphas > 0.5) and at most

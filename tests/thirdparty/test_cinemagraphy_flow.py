@@ -25,7 +25,7 @@ from thirdparty.cinemagraphy_flow import (
 )
 from utils.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "sceneflow"
 WEIGHTS = FIXTURE / "random_netG_fp16.safetensors"
 needs_fixture = pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"scene-flow fixture not found at {FIXTURE}")

@@ -24,7 +24,7 @@ from scene.cameras import image_size, source_camera
 from scene.gaussians import load_ply
 from scene.manifest import StageRun, read_manifest
 from scene.paths import ScenePaths
-from tests.loop_fixtures import StandInLoop
+from tests.render.stand_in import StandInLoop
 from utils.cli import run_main
 from utils.errors import UserError
 from utils.video import read_video
@@ -265,7 +265,7 @@ def trained(tmp_path_factory):
     """A tiny procedural stage-1 scene trained by train_4DGS.py (a few CPU iterations), then rendered by the
     CLI with every default path, two loops, PNG frames and the PLY export."""
     train_4dgs = pytest.importorskip("train_4DGS")
-    fixture = pytest.importorskip("tests.fourdgs_fixture")
+    fixture = pytest.importorskip("tests.gaussians4d.fixture")
     root = tmp_path_factory.mktemp("trained") / "scene"
     scene = fixture.make_stage1_scene(root, 48, 32, n_frames=4)
     train = ["--input_dir", str(root), "--preset", "cpu", "--device", "cpu", "--resolution", "48"]

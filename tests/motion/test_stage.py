@@ -160,7 +160,7 @@ def test_unusual_photo_modes_are_converted(tmp_path, toy, mode):
 
 
 def test_learned_backends_through_the_cli(scene_dir, tmp_path, monkeypatch):
-    from test_thirdparty import make_tiny_depth_model, make_tiny_inpaint_pipeline
+    from tests.thirdparty.test_learned_backends import make_tiny_depth_model, make_tiny_inpaint_pipeline
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     depth_model = make_tiny_depth_model(tmp_path / "ckpts" / "tiny-dpt")
@@ -175,9 +175,8 @@ def test_learned_backends_through_the_cli(scene_dir, tmp_path, monkeypatch):
 @pytest.mark.real
 @pytest.mark.parametrize("name", ["mom_scene_0", "cine_0"])
 def test_real_scenes_at_reduced_resolution(tmp_path, name):
-    from conftest import real_scene
-
     from scripts.generate_mask import main as generate_mask
+    from tests.conftest import real_scene
 
     source = real_scene(name)
     folder = tmp_path / name
