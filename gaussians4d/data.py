@@ -16,6 +16,7 @@ from torch import Tensor
 from gaussians4d.config import TrainConfig
 from scene.cameras import Camera, CameraBatch, image_size
 from scene.io import read_cameras, read_mask, read_rgb
+from scene.loop import LoopSchedule, loop_schedule
 from scene.manifest import require_stage
 from scene.paths import ScenePaths
 from utils.errors import UserError
@@ -42,7 +43,11 @@ class TrainData:
     views: list[Sample]  # t = 0
     frames: list[Sample]  # training video frames
     heldout: list[Sample]  # held-out video frames
-    n_video_frames: int
+    schedule: LoopSchedule  # stage 1's loop (its n_frames is the video's length)
+
+    @property
+    def n_video_frames(self) -> int:
+        return self.schedule.n_frames
 
     def draw(self, fine: bool, video_fraction: float, gen: torch.Generator) -> Sample:
         """A random view at t = 0, or (fine stage, with probability ``video_fraction``) a random video frame."""
@@ -70,12 +75,15 @@ def _video_views(scene: ScenePaths) -> list[int]:
     return sorted(int(d.name) for d in root.iterdir() if d.is_dir() and d.name.isdigit())
 
 
-def _n_video_frames(scene: ScenePaths, manifest: dict, views: list[int]) -> int:
-    n = ((manifest.get("config") or {}).get("video") or {}).get("n_frames")
-    if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
-        return n
-    counts = [len(list((scene.motion.video_dir / f"{v:02d}").glob("*.png"))) for v in views]
-    return max(counts, default=1)
+def _schedule(scene: ScenePaths, manifest: dict) -> LoopSchedule:
+    """Stage 1's loop schedule, as its manifest records it (``info.loop``)."""
+    try:
+        return loop_schedule(manifest["info"]["loop"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(
+            f"{scene.manifest('motion')} records no loop schedule (made by an older train_motion.py)",
+            f"re-run python train_motion.py --input_dir {scene.root}",
+        ) from None
 
 
 def _views(scene: ScenePaths, cfg: TrainConfig, n: int, width: int, height: int, device) -> list[Sample]:
@@ -121,6 +129,6 @@ def load_data(scene: ScenePaths, cfg: TrainConfig, device: torch.device) -> Trai
         )
     batch = CameraBatch.of([c.scaled(width, height) for c in cameras], device)
     views = _views(scene, cfg, len(cameras), width, height, device)
-    n_video = _n_video_frames(scene, manifest, _video_views(scene))
-    frames, heldout = _frames(scene, cfg, cameras, n_video, width, height, device)
-    return TrainData(cameras, batch.viewmats, batch.Ks, width, height, views, frames, heldout, n_video)
+    schedule = _schedule(scene, manifest)
+    frames, heldout = _frames(scene, cfg, cameras, schedule.n_frames, width, height, device)
+    return TrainData(cameras, batch.viewmats, batch.Ks, width, height, views, frames, heldout, schedule)

@@ -1,18 +1,21 @@
 """The 4D Gaussian model: canonical Gaussians + stage 1's 3D motion + a periodic deformation field.
 
-Loop by construction. Stage 1's looping video shows frame i (loop time t = i/N) as the blend, with
-weights (1 - t, t), of the photo pushed forward i frames and pulled back N - i frames along the flow.
-The model does the same in 3D: each moving Gaussian (motion region > 0) is drawn twice,
+Loop by construction, on stage 1's loop schedule (scene/loop.py): stage 1's video shows the photo's
+moving content as two layers, displaced along the flow by d_0(t), d_1(t) video frames and shown with
+weights w_0, w_1 = 1 - w_0. The model does the same in 3D: each moving Gaussian (motion region > 0)
+is drawn twice,
 
-- a forward copy at  x + t * D + r(x, t),        opacity a_f = 1 - (1 - a) ** (1 - t)
-- a backward copy at x - (1 - t) * D + r(x, t),  opacity a_b = 1 - (1 - a) ** t
+- copy 0 at x + d_0(t) m + r(x, t),   opacity a_0 = 1 - (1 - a) ** w_0
+- copy 1 at x + d_1(t) m + r(x, t),   opacity a_1 = 1 - (1 - a) ** w_1
 
-where D = N_video * m is the displacement over one loop (m = stage 1's motion3d, world units per video
-frame) and r is the learned residual of :class:`gaussians4d.deformation.HexPlaneDeformation`, periodic in t.
-The opacities split the transmittance, (1 - a_f)(1 - a_b) = 1 - a, so two coincident copies cover
-exactly as much as the canonical Gaussian. At t = 0 only the forward copy is visible at x + r(x, 0); as
-t -> 1 only the backward copy, at x + r(x, 1) = x + r(x, 0): the scene at t = 1 is the scene at t = 0.
-Static Gaussians (region 0, and every Gaussian densified from one) are never touched.
+where m is stage 1's motion3d (world units per video frame), w_k the schedule's weights at the
+Gaussian's switching threshold (the schedule's noise at the place the Gaussian has in the photo; the
+video uses the same), and r the learned residual of :class:`gaussians4d.deformation.HexPlaneDeformation`,
+periodic in t. The opacities split the transmittance, (1 - a_0)(1 - a_1) = 1 - a, so two coincident
+copies cover exactly as much as the canonical Gaussian; a copy is invisible whenever it jumps back.
+d_k, w_k and r are periodic in t: the scene at t = 1 is the scene at t = 0. At t = 0, copy 0 stands
+at x + r(x, 0) with the whole opacity. Static Gaussians (region 0, and every Gaussian densified from
+one) are never touched.
 
 ``flow_scale`` (the original's option, "scales the 3D motion") sets the motion per *rendered frame*:
 the loop keeps the video's content (so the video frames supervise it exactly) and is rendered with
@@ -32,12 +35,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaussians4d.deformation import DeformationConfig, HexPlaneDeformation, projective_coords
+from scene.cameras import CameraBatch
 from scene.gaussians import GaussianParams, load_ply, rgb_to_sh_dc, save_ply, sh_coeff_count
 from scene.io import Camera, PointCloud, read_cameras, read_json, write_cameras, write_json
+from scene.loop import LoopSchedule, loop_record, loop_schedule
 from scene.paths import GAUSSIANS_CMD, GaussianPaths, ScenePaths
 from utils.errors import UserError
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: the loop schedule (scene/loop.py) and per-Gaussian thresholds
 _MAX_ALPHA = 1.0 - 1e-6  # keeps log(1 - a) finite in the transmittance split
 
 
@@ -53,20 +58,23 @@ def loop_frames(n_video_frames: int, flow_scale: float) -> int:
 def deform(
     canonical: GaussianParams,
     moving_idx: Tensor,
-    loop_disp: Tensor,
+    motion: Tensor,
+    threshold: Tensor,
     depth_ref: Tensor,
     field: HexPlaneDeformation | None,
+    schedule: LoopSchedule,
     t: float,
 ) -> GaussianParams:
-    """The Gaussians at loop time ``t`` (differentiable): [N canonical rows, then M backward copies].
+    """The Gaussians at loop time ``t`` (differentiable): [N canonical rows (copy 0), then M copies 1].
 
     Args:
         canonical: activated canonical Gaussians (N rows).
         moving_idx: [M] int64 rows of the moving Gaussians.
-        loop_disp: [M, 3] world displacement of each moving Gaussian over one loop (N_video * motion3d).
+        motion: [M, 3] world displacement per video frame of each moving Gaussian (motion3d).
+        threshold: [M] each moving Gaussian's switching threshold (scene/loop.py).
         depth_ref: [M] distance of each moving Gaussian to the photo camera (unit of the residual offset).
         field: the learned residual, or None for the 3D motion prior alone.
-        t: loop time; taken modulo 1, so t = 1 is exactly t = 0.
+        schedule: the loop schedule of stage 1. t: loop time; taken modulo 1, so t = 1 is exactly t = 0.
     """
     t = float(t) % 1.0
     m = moving_idx
@@ -77,18 +85,19 @@ def deform(
     if field is not None:
         dx, dq, ds = field(x, t)
         x, q, s = x + dx * depth_ref[:, None], q + dq, s * torch.exp(ds)
+    d0, d1 = schedule.displacements(t)
+    w0 = schedule.weight0(d0, threshold, t)
     log_t = torch.log1p(-a.clamp(max=_MAX_ALPHA))
-    a_fwd, a_bwd = -torch.expm1((1 - t) * log_t), -torch.expm1(t * log_t)
-    fwd = GaussianParams(x + t * loop_disp, q, s, a_fwd, canonical.sh[m])
-    means = canonical.means.index_copy(0, m, fwd.means)
-    quats = canonical.quats.index_copy(0, m, fwd.quats)
-    scales = canonical.scales.index_copy(0, m, fwd.scales)
-    opac = canonical.opacities.index_copy(0, m, fwd.opacities)
+    a0, a1 = -torch.expm1(w0 * log_t), -torch.expm1((1 - w0) * log_t)
+    means = canonical.means.index_copy(0, m, x + d0 * motion)
+    quats = canonical.quats.index_copy(0, m, q)
+    scales = canonical.scales.index_copy(0, m, s)
+    opac = canonical.opacities.index_copy(0, m, a0)
     return GaussianParams(
-        torch.cat([means, x - (1 - t) * loop_disp]),
+        torch.cat([means, x + d1 * motion]),
         torch.cat([quats, q]),
         torch.cat([scales, s]),
-        torch.cat([opac, a_bwd]),
+        torch.cat([opac, a1]),
         torch.cat([canonical.sh, canonical.sh[m]]),
     )
 
@@ -105,18 +114,24 @@ class TrainableGaussians(nn.Module):
     """
 
     PARAMS = ("means_n", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")
-    BUFFERS = ("depth_ref", "moving", "motion")
+    BUFFERS = ("depth_ref", "moving", "motion", "threshold")
     PER_GAUSSIAN = PARAMS + BUFFERS
 
-    def __init__(self, tensors: dict[str, Tensor], field: HexPlaneDeformation, n_video_frames: int, flow_scale: float):
+    def __init__(
+        self, tensors: dict[str, Tensor], field: HexPlaneDeformation, schedule: LoopSchedule, flow_scale: float
+    ):
         super().__init__()
         for name in self.PARAMS:
             setattr(self, name, nn.Parameter(tensors[name].detach().clone()))
         for name in self.BUFFERS:
             self.register_buffer(name, tensors[name].detach().clone())
         self.field = field
-        self.n_video_frames = int(n_video_frames)
+        self.schedule = schedule
         self.flow_scale = float(flow_scale)
+
+    @property
+    def n_video_frames(self) -> int:
+        return self.schedule.n_frames
 
     def __len__(self) -> int:
         return self.means_n.shape[0]
@@ -155,8 +170,10 @@ class TrainableGaussians(nn.Module):
     def at(self, t: float, use_field: bool = True) -> GaussianParams:
         """Gaussians at loop time ``t`` (differentiable); ``use_field=False`` = the motion prior alone."""
         m = self.moving_idx()
-        disp = self.motion[m] * self.n_video_frames
-        return deform(self.canonical(), m, disp, self.depth_ref[m], self.field if use_field else None, t)
+        field = self.field if use_field else None
+        return deform(
+            self.canonical(), m, self.motion[m], self.threshold[m], self.depth_ref[m], field, self.schedule, t
+        )
 
     def rendered_rows(self) -> Tensor:
         """Canonical row of each rendered row of :meth:`at` ([N + M] int64)."""
@@ -169,9 +186,10 @@ class TrainableGaussians(nn.Module):
             canonical=self.canonical().detach(),
             moving_idx=m.clone(),
             motion=self.motion[m].detach().clone(),
+            threshold=self.threshold[m].detach().clone(),
             depth_ref=self.depth_ref[m].detach().clone(),
             field=self.field,
-            n_video_frames=self.n_video_frames,
+            schedule=self.schedule,
             flow_scale=self.flow_scale,
             cameras=[],
         )
@@ -186,8 +204,8 @@ def _knn_mean_distance(points: Tensor) -> Tensor:
 def init_gaussians(
     cloud: PointCloud,
     motion3d: np.ndarray,
-    n_video_frames: int,
-    photo_w2c: np.ndarray,
+    schedule: LoopSchedule,
+    photo: Camera,
     *,
     max_points: int,
     sh_degree: int,
@@ -198,7 +216,8 @@ def init_gaussians(
     device: torch.device | str = "cpu",
 ) -> TrainableGaussians:
     """Gaussians from stage 1's point cloud: subsampled to ``max_points``, scales from the 3-NN distance,
-    colours as SH DC, motion from ``motion3d`` (zeroed for static points)."""
+    colours as SH DC, motion from ``motion3d`` (zeroed for static points), switching thresholds from
+    their place in the ``photo``."""
     if motion3d.shape != (len(cloud), 3):
         raise ValueError(f"motion3d must be ({len(cloud)}, 3), got {motion3d.shape}")
     rng = np.random.default_rng(seed)
@@ -206,7 +225,7 @@ def init_gaussians(
     if len(cloud) > max_points:
         keep = np.sort(rng.choice(len(cloud), size=max_points, replace=False))
     xyz = torch.tensor(cloud.xyz[keep], dtype=torch.float32, device=device)
-    w2c = torch.tensor(photo_w2c, dtype=torch.float32, device=device)
+    w2c = torch.tensor(photo.w2c, dtype=torch.float32, device=device)
     centre = -w2c[:3, :3].T @ w2c[:3, 3]
     depth_ref = (xyz - centre).norm(dim=1).clamp_min(1e-3)
     dist = _knn_mean_distance(xyz).to(device)
@@ -225,9 +244,10 @@ def init_gaussians(
         "depth_ref": depth_ref,
         "moving": moving,
         "motion": motion,
+        "threshold": schedule.threshold(CameraBatch.of([photo], device).project(xyz)[0][0].nan_to_num(0.0)),
     }
     field = make_field(deformation, xyz[moving], w2c).to(device)
-    return TrainableGaussians(tensors, field, n_video_frames, flow_scale)
+    return TrainableGaussians(tensors, field, schedule, flow_scale)
 
 
 def make_field(config: DeformationConfig, moving_xyz: Tensor, w2c: Tensor) -> HexPlaneDeformation:
@@ -252,20 +272,25 @@ class FourDGaussians:
     Attributes:
         canonical: the canonical Gaussians (what ``point_cloud.ply`` holds).
         moving_idx: [M] rows of the moving Gaussians; motion: [M, 3] world units per video frame;
-        depth_ref: [M] distance to the photo camera (unit of the residual offsets).
-        field: the periodic deformation residual.
-        n_video_frames: frames of stage 1's loop; flow_scale: the training option.
+        threshold: [M] switching thresholds; depth_ref: [M] distance to the photo camera (unit of the
+        residual offsets). field: the periodic deformation residual.
+        schedule: stage 1's loop schedule; flow_scale: the training option.
         cameras: stage 1's cameras (cameras[0] = the photo's).
     """
 
     canonical: GaussianParams
     moving_idx: Tensor
     motion: Tensor
+    threshold: Tensor
     depth_ref: Tensor
     field: HexPlaneDeformation
-    n_video_frames: int
+    schedule: LoopSchedule
     flow_scale: float
     cameras: list[Camera]
+
+    @property
+    def n_video_frames(self) -> int:
+        return self.schedule.n_frames
 
     @property
     def n_frames(self) -> int:
@@ -283,25 +308,34 @@ class FourDGaussians:
     def at_time(self, t: float) -> GaussianParams:
         """Deformed Gaussians at loop time ``t`` in [0, 1] (no grad; exactly periodic: t = 1 is t = 0).
 
-        Returns N + M Gaussians: the canonical rows (moving ones as their forward copy) then the M
-        backward copies; the count does not depend on ``t``.
+        Returns N + M Gaussians: the canonical rows (moving ones as their copy 0) then the M copies 1;
+        the count does not depend on ``t``.
         """
         if not math.isfinite(float(t)):
             raise ValueError(f"t must be finite, got {t}")
         with torch.no_grad():
             if self.flow_scale <= 0:  # a frozen scene: the Gaussians of t = 0 at every t
                 t = 0.0
-            disp = self.motion * self.n_video_frames
-            return deform(self.canonical, self.moving_idx, disp, self.depth_ref, self.field, t)
+            return deform(
+                self.canonical,
+                self.moving_idx,
+                self.motion,
+                self.threshold,
+                self.depth_ref,
+                self.field,
+                self.schedule,
+                t,
+            )
 
     def to(self, device: torch.device | str) -> FourDGaussians:
         return FourDGaussians(
             self.canonical.to(device),
             self.moving_idx.to(device),
             self.motion.to(device),
+            self.threshold.to(device),
             self.depth_ref.to(device),
             self.field.to(device),
-            self.n_video_frames,
+            self.schedule,
             self.flow_scale,
             self.cameras,
         )
@@ -317,6 +351,7 @@ def save_trained(paths: GaussianPaths, iteration: int, model: FourDGaussians) ->
     tensors = {f"field.{k}": v.detach().cpu().contiguous() for k, v in model.field.state_dict().items()}
     tensors["moving_idx"] = model.moving_idx.cpu().contiguous()
     tensors["motion"] = model.motion.cpu().contiguous()
+    tensors["threshold"] = model.threshold.cpu().contiguous()
     tensors["depth_ref"] = model.depth_ref.cpu().contiguous()
     with atomic_path(paths.deformation(iteration)) as tmp:
         save_file(tensors, str(tmp))
@@ -326,6 +361,7 @@ def save_trained(paths: GaussianPaths, iteration: int, model: FourDGaussians) ->
             "format": MODEL_FORMAT,
             "deformation": model.field.config.to_dict(),
             "n_video_frames": model.n_video_frames,
+            "loop": loop_record(model.schedule),
             "n_frames": model.n_frames,
             "flow_scale": model.flow_scale,
             "sh_degree": model.sh_degree,
@@ -371,7 +407,7 @@ def load_trained(scene: ScenePaths, device: str | torch.device = "cpu", iteratio
         field_state = {k[6:]: v for k, v in tensors.items() if k.startswith("field.")}
         field = HexPlaneDeformation(config, field_state["lo"], field_state["hi"], field_state["w2c"])
         field.load_state_dict(field_state)
-        n_video, flow_scale = int(meta["n_video_frames"]), float(meta["flow_scale"])
+        schedule, flow_scale = loop_schedule(meta["loop"]), float(meta["flow_scale"])
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as exc:
         raise UserError(f"{paths.deformation(it)} is not a valid deformation file ({exc})", f"re-run {cmd}") from None
     canonical = load_ply(paths.ply(it), device)
@@ -383,9 +419,10 @@ def load_trained(scene: ScenePaths, device: str | torch.device = "cpu", iteratio
         canonical,
         moving_idx.to(device),
         tensors["motion"].float().to(device),
+        tensors["threshold"].float().to(device),
         tensors["depth_ref"].float().to(device),
         field.to(device).eval(),
-        n_video,
+        schedule,
         flow_scale,
         cameras,
     )

@@ -31,8 +31,8 @@ def build_model(scene: ScenePaths, cfg: TrainConfig, data: TrainData, device: to
     return init_gaussians(
         cloud,
         motion,
-        data.n_video_frames,
-        data.cameras[0].w2c,
+        data.schedule,
+        data.cameras[0],
         max_points=cfg.data.max_points,
         sh_degree=cfg.model.sh_degree,
         init_opacity=cfg.model.init_opacity,

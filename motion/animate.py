@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from motion.splat import zbuffer_splat
-from scene.cameras import CameraBatch
+from scene.cameras import CameraBatch, pixel_grid, unproject_depth
+from scene.loop import LoopSchedule
 
 if TYPE_CHECKING:
     from motion.outputs import ViewSet
@@ -40,12 +41,16 @@ def _check_view(image: Tensor, flow: Tensor, mask: Tensor, depth: Tensor) -> Non
         raise ValueError(f"depth must be ({h}, {w}), got {tuple(depth.shape)}")
 
 
-def sample_flow(flow: Tensor, points: Tensor) -> Tensor:
-    """Bilinear sample of flow [H, W, 2] at points [N, 2] (pixels); zero outside the image."""
+def sample_flow(flow: Tensor, points: Tensor, mode: str = "bilinear", padding: str = "zeros") -> Tensor:
+    """Sample of an image flow [H, W, C] at points [N, 2] (pixels) -> [N, C]; zero outside the image.
+
+    ``mode``: "bilinear", "bicubic" (sharper, for colours) or "nearest" (for labels); ``padding``: "zeros"
+    or "border" (the edge pixels continue, for colours).
+    """
     h, w = flow.shape[:2]
     scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=points.device, dtype=points.dtype)
     grid = (points * scale - 1.0)[None, None]  # [1, 1, N, 2]
-    out = F.grid_sample(flow.permute(2, 0, 1)[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = F.grid_sample(flow.permute(2, 0, 1)[None], grid, mode=mode, padding_mode=padding, align_corners=True)
     return out[0, :, 0].T
 
 
@@ -147,22 +152,90 @@ def surface_tolerance(depth: Tensor, base: float = 0.01, cap: float = 0.5) -> Te
     return (base + 2.0 * torch.maximum(gx, gy)).clamp(max=cap)
 
 
+class _Trajectories:
+    """Positions of the particles after ``d`` Euler steps along the flow (``d < 0``: backward), on demand.
+
+    Every ``seg``-th position of each direction is kept as a checkpoint and a few segments are
+    re-integrated from them when asked (memory ~ a few sqrt(steps) position sets instead of all of them).
+    Any access order gives the same floats as one plain integration from the start.
+    """
+
+    def __init__(self, flow: Tensor, start: Tensor, backward: int, forward: int):
+        self.flow, self.seg = flow, max(1, math.isqrt(max(backward, forward, 1)))
+        self.checkpoints = {
+            1: integrate(flow, start, forward, 1.0, keep_every=self.seg),
+            -1: integrate(flow, start, backward, -1.0, keep_every=self.seg),
+        }
+        self._segments: dict[tuple[int, int], list[Tensor]] = {}
+
+    def at(self, d: int) -> Tensor:
+        sign, k = (1 if d >= 0 else -1), abs(d)
+        first = (k // self.seg) * self.seg
+        key = (sign, first)
+        if key not in self._segments:
+            if len(self._segments) >= 4:  # two layers, each at most two segments apart
+                self._segments.pop(next(iter(self._segments)))
+            start = self.checkpoints[sign][first // self.seg]
+            self._segments[key] = integrate(self.flow, start, self.seg - 1, float(sign))
+        return self._segments[key][k - first]
+
+
+def _low_pass(image: Tensor, factor: int = 4) -> Tensor:
+    """A smooth copy of [H, W, C]: 4 x 4 block means, bilinearly upsampled (the scale below fine texture)."""
+    x = image.permute(2, 0, 1)[None]
+    small = F.avg_pool2d(x, factor, ceil_mode=True)
+    return F.interpolate(small, size=image.shape[:2], mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+
+
+def contrast_preserving_blend(a: Tensor, b: Tensor, wa: Tensor, wb: Tensor) -> Tensor:
+    """Blend images a, b [H, W, C] with weights wa + wb = 1 [H, W], keeping their fine-texture contrast.
+
+    The smooth parts blend linearly; the details (image minus :func:`_low_pass`) are blended and divided by
+    sqrt(wa^2 + wb^2), so two unrelated textures mixed half and half keep the contrast of one
+    (a plain blend halves their variance: the smear of a cross-fade). Where one weight is 0 the other
+    image is returned unchanged. (Neyret 2003; Yu, Neyret, Bruneton, Holzschuch 2011.)
+    """
+    low_a, low_b = _low_pass(a), _low_pass(b)
+    wa3, wb3 = wa[..., None], wb[..., None]
+    detail = (wa3 * (a - low_a) + wb3 * (b - low_b)) / torch.sqrt(wa3 * wa3 + wb3 * wb3).clamp(min=1e-12)
+    out = wa3 * low_a + wb3 * low_b + detail
+    return torch.where(wb3 <= 0, a, torch.where(wa3 <= 0, b, out))
+
+
 class LoopAnimator:
-    """Frames of one view's looping video (see the module docstring).
+    """Frames of one view's looping video (see the module docstring and scene/loop.py).
 
     Args:
         image: [H, W, 3] float in [0, 1]. flow: [H, W, 2] pixels per frame (Eulerian). mask: [H, W] bool,
             the pixels that move. depth: [H, W] z-depth used to order overlapping splats.
-        n_frames: frames in the loop (N).
+        schedule: the loop (its ``n_frames`` frames, the layers' displacements and weights).
+        threshold: [H, W] each pixel's switching threshold (``schedule.threshold`` of its place in the
+            photo); needed by the ``layers`` schedule.
+        region_ids: [H, W] motion-region id of each pixel: a moving pixel takes colour only from its own
+            region (default: the mask as one region).
+
+    ``layers`` draws each layer by sampling backward along the trajectories (bicubic: the photo's fine
+    texture survives, where a forward splat's bilinear footprint blurs it); ``crossfade`` keeps the
+    forward splats it always had.
     """
 
     min_weight = 0.1  # blend weight below which a pixel counts as a hole
 
-    def __init__(self, image: Tensor, flow: Tensor, mask: Tensor, depth: Tensor, n_frames: int = 120):
+    def __init__(
+        self,
+        image: Tensor,
+        flow: Tensor,
+        mask: Tensor,
+        depth: Tensor,
+        schedule: LoopSchedule,
+        threshold: Tensor | None = None,
+        region_ids: Tensor | None = None,
+    ):
         _check_view(image, flow, mask, depth)
-        if int(n_frames) < 1:
-            raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-        self.image, self.mask, self.n = image, mask, int(n_frames)
+        if schedule.mode == "layers" and (threshold is None or threshold.shape != mask.shape):
+            raise ValueError(f"the layers schedule needs a threshold map of shape {tuple(mask.shape)}")
+        self.image, self.mask, self.schedule, self.n = image, mask, schedule, schedule.n_frames
+        self.threshold = threshold
         self.flow = torch.where(mask[..., None], flow, torch.zeros_like(flow))
         ys, xs = torch.nonzero(mask, as_tuple=True)
         self.start = torch.stack([xs, ys], -1).to(flow.dtype)
@@ -170,46 +243,60 @@ class LoopAnimator:
         z = depth[ys, xs].to(flow.dtype)
         self.z = torch.where(torch.isfinite(z) & (z > 0), z, torch.ones_like(z))
         self.tolerance = surface_tolerance(depth.to(flow.dtype))[ys, xs]
-        # Backward positions are needed from N steps down to 0: keep every ``seg``-th as a checkpoint and
-        # re-integrate one segment at a time (memory ~2 sqrt(N) position sets instead of N).
-        self._seg = max(1, math.isqrt(self.n))
-        self._checkpoints = integrate(self.flow, self.start, self.n, -1.0, keep_every=self._seg)
-        self._segment: tuple[int, list[Tensor]] = (-1, [])
-        self._fwd_step, self._fwd_pos = 0, self.start  # the latest forward position, advanced on demand
-
-    def _backward(self, k: int) -> Tensor:
-        """Position after k backward steps (0 <= k <= N)."""
-        first = (k // self._seg) * self._seg
-        if self._segment[0] != first:
-            self._segment = (first, integrate(self.flow, self._checkpoints[first // self._seg], self._seg - 1, -1.0))
-        return self._segment[1][k - first]
-
-    def _forward(self, i: int) -> Tensor:
-        if i < self._fwd_step:
-            self._fwd_step, self._fwd_pos = 0, self.start
-        while self._fwd_step < i:
-            self._fwd_pos = self._fwd_pos + sample_flow(self.flow, self._fwd_pos)
-            self._fwd_step += 1
-        return self._fwd_pos
+        self._ys, self._xs = ys, xs
+        self._region = (
+            region_ids[..., None].to(flow.dtype) if region_ids is not None else mask[..., None].to(flow.dtype)
+        )
+        steps = schedule.max_steps
+        self.paths = _Trajectories(self.flow, self.start, steps, steps)
 
     def _splat(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         h, w = self.mask.shape
         img, cover = soft_splat(positions, self.z, self.colour, h, w, self.tolerance)
         return img, torch.where(self.mask, cover, torch.zeros_like(cover))
 
+    def _sample(self, d: int) -> tuple[Tensor, Tensor]:
+        """Layer at displacement ``d`` by backward sampling: each moving pixel shows the photo where its
+        trajectory was ``d`` steps ago (bicubic); valid [H, W] where that place lies in the pixel's own region."""
+        if d == 0:
+            return self.image, self.mask.to(self.image.dtype)
+        source = self.paths.at(-d)
+        colour = sample_flow(self.image, source, "bicubic", "border")
+        same = sample_flow(self._region, source, "nearest")[:, 0] == self._region[self._ys, self._xs, 0]
+        image = self.image.clone()
+        image[self._ys, self._xs] = colour.to(image.dtype)
+        valid = torch.zeros_like(self.mask, dtype=self.image.dtype)
+        valid[self._ys, self._xs] = same.to(valid.dtype)
+        return image, valid
+
+    def _layer(self, d: int) -> tuple[Tensor, Tensor]:
+        return self._splat(self.paths.at(d)) if self.schedule.mode == "crossfade" else self._sample(d)
+
+    def _weights(self, i: int, d0: int) -> tuple[Tensor | float, Tensor | float]:
+        if self.schedule.mode == "crossfade":
+            alpha = i / self.n
+            return 1.0 - alpha, alpha
+        w0 = self.schedule.weight0(d0, self.threshold, i / self.n)
+        return w0, 1.0 - w0
+
     def frame(self, i: int) -> Tensor:
         """Frame i (0 <= i <= N; frame N equals frame 0) as [H, W, 3] float in [0, 1]."""
         if not 0 <= i <= self.n:
             raise ValueError(f"frame index must be in [0, {self.n}], got {i}")
-        alpha = i / self.n
-        fwd, cover_f = self._splat(self._forward(i))
-        bwd, cover_b = self._splat(self._backward(self.n - i))
-        w_f = cover_f.clamp(max=1.0) * (1.0 - alpha)
-        w_b = cover_b.clamp(max=1.0) * alpha
-        total = w_f + w_b
-        blend = (fwd * w_f[..., None] + bwd * w_b[..., None]) / total.clamp(min=1e-12)[..., None]
-        # A pixel reached only by the splat whose weight is nearly 0 would show content displaced by
-        # up to N steps (particles piled up at the mask's edge): treat it as a hole instead.
+        d0, d1 = self.schedule.steps(i)
+        first, cover_0 = self._layer(d0)
+        second, cover_1 = self._layer(d1)
+        w0, w1 = self._weights(i, d0)
+        w_0 = cover_0.clamp(max=1.0) * w0
+        w_1 = cover_1.clamp(max=1.0) * w1
+        total = w_0 + w_1
+        if self.schedule.mode == "crossfade":
+            blend = (first * w_0[..., None] + second * w_1[..., None]) / total.clamp(min=1e-12)[..., None]
+        else:
+            norm = total.clamp(min=1e-12)
+            blend = contrast_preserving_blend(first, second, w_0 / norm, w_1 / norm)
+        # A pixel reached only by a layer whose weight is nearly 0 would show content displaced far
+        # (particles piled up at the mask's edge): treat it as a hole instead.
         known = total >= self.min_weight
         out = torch.where(self.mask[..., None], blend, self.image)
         out = fill_holes(out, known, self.mask)
@@ -242,25 +329,36 @@ def flow_from_motion(
     return flow, mask
 
 
+def photo_threshold(schedule: LoopSchedule, height: int, width: int, device: torch.device | str = "cpu") -> Tensor:
+    """[H, W] switching threshold of every pixel of the photo (view 0)."""
+    return schedule.threshold(pixel_grid(height, width, device)).reshape(height, width)
+
+
 def view_animation_inputs(
-    views: ViewSet, view: int, flows: Tensor, motion: np.ndarray, moving: list[int], device: str
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """image, flow, mask, depth of one view for :class:`LoopAnimator`.
+    views: ViewSet, view: int, flows: Tensor, motion: np.ndarray, moving: list[int], schedule: LoopSchedule, device: str
+) -> dict[str, Tensor]:
+    """The :class:`LoopAnimator` arguments of one view: image, flow, mask, depth, threshold, region_ids.
 
     View 0 moves with its own 2D flow (as the paper animates the photo); every other view with the
-    projection of the optimised 3D motion, so that all videos show one and the same 3D motion.
+    projection of the optimised 3D motion, so that all videos show one and the same 3D motion. The
+    threshold of a pixel is the schedule's at the place its surface has in the photo, so every view (and
+    the 4D model) switches layers at the same places.
     """
     v = views.views[view]
     image = torch.as_tensor(v.image, device=device).float() / 255.0
     depth = torch.as_tensor(v.depth, dtype=torch.float32, device=device)
     regions = torch.as_tensor(v.regions, device=device)
     in_region = torch.isin(regions, torch.as_tensor(moving or [-1], device=device, dtype=regions.dtype))
+    h, w = depth.shape
+    out = {"image": image, "depth": depth, "region_ids": torch.where(in_region, regions, torch.zeros_like(regions))}
     if view == 0:
-        return image, flows[0], in_region, depth
+        return out | {"flow": flows[0], "mask": in_region, "threshold": photo_threshold(schedule, h, w, device)}
+    photo_uv = CameraBatch.of([views.photo.camera], device).project(unproject_depth(depth, v.camera))[0][0]
+    threshold = schedule.threshold(photo_uv.nan_to_num(0.0)).reshape(h, w)
     xyz = torch.as_tensor(views.cloud.xyz, device=device)
     d = torch.as_tensor(motion, device=device)
     batch = CameraBatch.of([v.camera], device)
     uv, z = batch.project(xyz)
     flow2d = batch.project(xyz + d)[0][0] - uv[0]
     flow, mask = flow_from_motion(uv[0], z[0], flow2d.nan_to_num(0.0), (d != 0).any(1), v.camera.height, v.camera.width)
-    return image, flow, mask & in_region, depth
+    return out | {"flow": flow, "mask": mask & in_region, "threshold": threshold}

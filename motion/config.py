@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from scene.loop import LoopSchedule, default_cycle
 from utils.errors import require
 
 
@@ -137,10 +138,31 @@ class VideoConfig:
     """Views to animate: "0", a comma list like "0,6,12", or "all"."""
     fps: float = 30.0
     """Frame rate of the mp4 previews."""
+    loop: Literal["layers", "crossfade"] = "layers"
+    """How the loop closes: layers = two copies on a short cycle that each pixel switches between at its own
+    moment, blended keeping contrast (scene/loop.py); crossfade = one global cross-fade of copies a whole loop
+    apart (the behaviour before, for comparison)."""
+    cycle: int = 0
+    """Frames of the layers' cycle (a divisor of --n_frames); 0 = the divisor nearest to 24."""
+    transition: float = 0.2
+    """Fraction of a cycle a pixel takes to switch from one layer to the other (0 < t <= 0.5)."""
 
     def validate(self) -> None:
         require(2 <= self.n_frames <= 10000, f"--n_frames {self.n_frames} is out of range", "use 2 to 10000, e.g. 120")
         require(0 < self.fps <= 240, f"--fps {self.fps} is out of range", "use e.g. 30")
+        require(
+            self.cycle == 0 or (self.cycle >= 2 and self.n_frames % self.cycle == 0),
+            f"--cycle {self.cycle} does not divide --n_frames {self.n_frames}",
+            "give a divisor of --n_frames of at least 2, or 0 for the default",
+        )
+        require(0 < self.transition <= 0.5, f"--transition {self.transition} is out of range", "use e.g. 0.2")
+
+    def schedule(self, seed: int, photo_size: tuple[int, int]) -> LoopSchedule:
+        """The loop schedule these options describe (scene/loop.py)."""
+        cycle = self.cycle or default_cycle(self.n_frames)
+        if cycle < 2:  # n_frames has no divisor >= 2 near the target (prime): one cycle per loop
+            cycle = self.n_frames
+        return LoopSchedule(self.n_frames, self.loop, cycle, self.transition, seed, photo_size)
 
 
 @dataclass(frozen=True)

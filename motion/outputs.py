@@ -30,6 +30,7 @@ from scene.io import (
     read_rgb,
     to_uint8,
     write_cameras,
+    write_json,
     write_labels,
     write_mask,
     write_npy,
@@ -37,6 +38,7 @@ from scene.io import (
     write_points,
 )
 from scene.paths import MASK_CMD, MOTION_CMD, MotionPaths, ScenePaths
+from scene.quality import LoopMeter, retention_plot
 from utils.console import warn
 
 
@@ -166,8 +168,11 @@ def loss_plot(report: dict, width: int = 640, height: int = 360) -> np.ndarray:
 # ----------------------------------------------------------------------------- video
 
 
-def write_video(out: MotionPaths, view: int, animator: LoopAnimator, fps: float) -> dict:
-    """video/VV/FFFF.png for every frame and video/VV.mp4 (if imageio-ffmpeg is installed)."""
+def write_video(
+    out: MotionPaths, view: int, animator: LoopAnimator, fps: float, meter: LoopMeter | None = None
+) -> dict:
+    """video/VV/FFFF.png for every frame and video/VV.mp4 (if imageio-ffmpeg is installed); ``meter``
+    measures every frame on the way (scene/quality.py)."""
     from utils.video import write_mp4
 
     folder = out.video_frame(view, 0).parent
@@ -179,6 +184,8 @@ def write_video(out: MotionPaths, view: int, animator: LoopAnimator, fps: float)
         for i, frame in enumerate(animator.frames()):
             array = to_uint8(frame.cpu().numpy())
             pending.append(pool.submit(write_png, out.video_frame(view, i), array, 1))
+            if meter is not None:
+                meter.add(array)
             yield array
 
     mp4 = True
@@ -197,3 +204,11 @@ def write_video(out: MotionPaths, view: int, animator: LoopAnimator, fps: float)
     if not mp4:
         warn(f"imageio-ffmpeg is not installed: video/{view:02d}.mp4 skipped (frames are written)")
     return {"view": view, "frames": animator.n, "mp4": mp4}
+
+
+def write_loop_quality(out: MotionPaths, results: dict[int, dict]) -> dict:
+    """loop_quality.json (every video's figures, per frame) and loop_quality.png (the retention curves);
+    returns the summary the manifest records (no per-frame lists)."""
+    write_json(out.loop_quality, {f"{v:02d}": r for v, r in results.items()})
+    write_png(out.loop_quality_plot, retention_plot({f"view {v}": r["texture_retention"] for v, r in results.items()}))
+    return {f"{v:02d}": {k: x for k, x in r.items() if k != "texture_retention"} for v, r in results.items()}

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 
 from motion.config import InpaintConfig, MotionConfig, video_view_indices
-from motion.outputs import ViewSet, loss_plot, write_flows, write_video, write_views
+from motion.outputs import ViewSet, loss_plot, write_flows, write_loop_quality, write_video, write_views
 from scene.cameras import image_size
 from scene.io import Hint, read_hints, read_labels, read_rgb, to_uint8, write_json, write_npy, write_png
+from scene.loop import loop_record
 from scene.manifest import StageRun, check_writable, require_stage, staged_dir
 from scene.paths import MASK_CMD, MotionPaths, ScenePaths
+from scene.quality import LoopMeter
 from utils.console import info, track, warn
 from utils.device import resolve_device
 from utils.errors import UserError
@@ -192,12 +194,17 @@ def make_motion(out: MotionPaths, views: ViewSet, config: MotionConfig, device: 
             f"3D motion: {report['moving_points']} moving points, EPE {report['epe_px_per_frame']:.4f} px/frame "
             f"(zero motion: {report['epe_zero_motion_px_per_frame']:.4f}) after {config.fit.train_iteration} steps"
         )
-    videos = []
+    photo = views.photo.camera
+    schedule = config.video.schedule(config.seed, (photo.width, photo.height))
+    videos, quality = [], {}
     with step("video"):
         for v in video_views:
-            image, flow, mask, depth = view_animation_inputs(views, v, flows, motion, moving, device)
-            animator = LoopAnimator(image, flow, mask, depth, config.video.n_frames)
-            videos.append(write_video(out, v, animator, config.video.fps))
+            inputs = view_animation_inputs(views, v, flows, motion, moving, schedule, device)
+            animator = LoopAnimator(schedule=schedule, **inputs)
+            meter = LoopMeter(views.views[v].image, inputs["mask"].cpu().numpy(), inputs["flow"].cpu().numpy(), 1.0, 2)
+            videos.append(write_video(out, v, animator, config.video.fps, meter))
+            quality[v] = meter.result()
+        summary = write_loop_quality(out, quality)
     result = {
         "moving_regions": moving,
         "epe_px_per_frame": report["epe_px_per_frame"],
@@ -206,4 +213,6 @@ def make_motion(out: MotionPaths, views: ViewSet, config: MotionConfig, device: 
     }
     if run is not None:
         run.info["motion"] = result
+        run.info["loop"] = loop_record(schedule)
+        run.info["quality"] = summary
     return result

@@ -11,8 +11,9 @@ from render.config import RenderConfig, background_rgb
 from render.videos import LoopModel, RenderOptions, RenderSummary, render_videos
 from scene.cameras import image_size
 from scene.io import remove_stale_temps
-from scene.manifest import StageRun, check_writable, require_stage
+from scene.manifest import StageRun, check_writable, read_manifest, require_stage
 from scene.paths import ScenePaths
+from scene.quality import LoopMeter
 from utils.config import to_dict
 from utils.device import resolve_device
 from utils.errors import UserError
@@ -76,10 +77,43 @@ def run(config: RenderConfig) -> RenderSummary:
     run_ = StageRun(scene, "render", recorded, inputs=[scene.manifest("gaussians")])
     run_.invalidate()
     remove_stale_temps(scene.video_dir)  # half-written videos of a killed run
+    meters = static_meter(scene, model) if any(p.name == "static" for p in paths) else {}
     with run_.step("render"):
-        summary = render_videos(model, scene.video_dir, options, device)
+        summary = render_videos(model, scene.video_dir, options, device, meters)
     run_.timings["bake"] = summary.bake_s
     run_.timings["rasterize"] = summary.raster_s
     run_.info.update(summary.info())
-    run_.finish(outputs=summary.outputs())
+    outputs = summary.outputs()
+    if meters:
+        run_.info["quality"] = {"static": write_quality(scene, meters["static"].result())}
+        outputs += [scene.video_quality, scene.video_quality_plot]
+    run_.finish(outputs=outputs)
     return summary
+
+
+def static_meter(scene: ScenePaths, model: LoopModel) -> dict[str, LoopMeter]:
+    """A meter for the static path (the photo's camera): texture retention against stage 1's photo view
+    inside its moving regions, the motion against its flow (scene/quality.py)."""
+    import numpy as np
+
+    from scene.io import read_labels, read_npy, read_rgb, to_uint8
+
+    manifest = read_manifest(scene, "motion") or {}
+    moving = ((manifest.get("info") or {}).get("motion") or {}).get("moving_regions") or []
+    if not moving or not scene.motion.flow(0).is_file():  # nothing moves, or no stage 1 beside the model
+        return {}
+    mask = np.isin(read_labels(scene.motion.view_regions(0)), moving)
+    photo = to_uint8(read_rgb(scene.motion.view_image(0)))
+    flow = read_npy(scene.motion.flow(0))
+    scale = getattr(model, "n_video_frames", model.n_frames) / model.n_frames  # video frames per rendered frame
+    return {"static": LoopMeter(photo, mask, flow, scale, 2)}
+
+
+def write_quality(scene: ScenePaths, result: dict) -> dict:
+    """video/quality.json and quality.png (the retention curve); the summary the manifest records."""
+    from scene.io import write_json, write_png
+    from scene.quality import retention_plot
+
+    write_json(scene.video_quality, {"static": result})
+    write_png(scene.video_quality_plot, retention_plot({"static render": result["texture_retention"]}))
+    return {k: v for k, v in result.items() if k != "texture_retention"}

@@ -328,20 +328,24 @@ def _writers(paths: tuple[CameraPath, ...], options: RenderOptions, out: Path) -
 
 
 def render_paths(
-    baked: list[GaussianParams], base: Camera, scale: float, options: RenderOptions, out: Path
+    baked: list[GaussianParams], base: Camera, scale: float, options: RenderOptions, out: Path, meters=None
 ) -> list[PathResult]:
     """Render and encode every path of ``options`` (all paths advance together, so their encoders run in
-    parallel while the rasterizer works)."""
+    parallel while the rasterizer works). ``meters`` ({path name: scene.quality.LoopMeter}) measure the
+    first loop of those paths."""
+    meters = meters or {}
     n_video = options.loops * len(baked)
     paths_cameras = [path_cameras(path, base, n_video, scale) for path in options.paths]
     writers = _writers(options.paths, options, out)
     raster = 0.0
     try:
         stream = render_frames(baked, paths_cameras, options.background, options.backend)
-        for frames, seconds in track(stream, f"rendering {len(writers)} path(s)", total=n_video):
+        for j, (frames, seconds) in enumerate(track(stream, f"rendering {len(writers)} path(s)", total=n_video)):
             raster += seconds
-            for writer, frame in zip(writers, frames):
+            for path, writer, frame in zip(options.paths, writers, frames):
                 writer.put(frame)
+                if path.name in meters and j < len(baked):
+                    meters[path.name].add(frame)
     except BaseException:
         for writer in writers:
             writer.abort()
@@ -355,8 +359,11 @@ def render_paths(
     ]
 
 
-def render_videos(model: LoopModel, out: Path, options: RenderOptions, device: torch.device | str) -> RenderSummary:
-    """Bake the loop, render every path of ``options`` into ``out`` (videos, frames, GIFs, PLYs) and time it."""
+def render_videos(
+    model: LoopModel, out: Path, options: RenderOptions, device: torch.device | str, meters=None
+) -> RenderSummary:
+    """Bake the loop, render every path of ``options`` into ``out`` (videos, frames, GIFs, PLYs) and time it;
+    ``meters`` as :func:`render_paths`."""
     start = time.perf_counter()
     device = torch.device(device)
     photo = model.cameras[0]
@@ -372,6 +379,6 @@ def render_videos(model: LoopModel, out: Path, options: RenderOptions, device: t
         f"{len(baked[0])} Gaussians, {len(baked)} frames per loop baked in {bake_s:.2f} s; "
         f"{size[0]}x{size[1]}, {options.loops} loop(s) at {options.fps:g} fps, path scale {scale:.3g}"
     )
-    results = render_paths(baked, base, scale, options, out)
+    results = render_paths(baked, base, scale, options, out, meters)
     ply_dir = export_loop_ply(baked, out / "ply") if options.export_ply else None
     return RenderSummary(results, len(baked[0]), len(baked), size, scale, bake_s, ply_dir, time.perf_counter() - start)

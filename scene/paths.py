@@ -89,6 +89,14 @@ class MotionPaths:
     def video_mp4(self, view: int) -> Path:
         return self.video_dir / f"{view:02d}.mp4"
 
+    @property
+    def loop_quality(self) -> Path:  # texture retention per frame, seam, motion of every video (scene/quality.py)
+        return self.dir / "loop_quality.json"
+
+    @property
+    def loop_quality_plot(self) -> Path:
+        return self.dir / "loop_quality.png"
+
 
 @dataclass(frozen=True)
 class GaussianPaths:
@@ -184,6 +192,14 @@ class ScenePaths:
     @property
     def video_dir(self) -> Path:
         return self.root / "video"
+
+    @property
+    def video_quality(self) -> Path:  # the static path's texture retention, seam and motion (scene/quality.py)
+        return self.video_dir / "quality.json"
+
+    @property
+    def video_quality_plot(self) -> Path:
+        return self.video_dir / "quality.png"
 
     @property
     def report(self) -> Path:

@@ -93,6 +93,7 @@ def _stage_media(scene: ScenePaths, stage: str, manifest: dict[str, Any]) -> lis
             _figure(scene, m.flow_arrows, "flow on the photo"),
             _figure(scene, m.flow_preview(0), "flow of view 0 (colour wheel)"),
             _figure(scene, m.motion_loss_plot, "3D motion optimisation loss"),
+            _figure(scene, m.loop_quality_plot, "texture retention over the loop (1 = the photo's fine texture)"),
         ]
         parts += [_figure(scene, p, f"looping video, view {p.stem}") for p in sorted(m.video_dir.glob("*.mp4"))]
         return parts
@@ -110,7 +111,8 @@ def _stage_media(scene: ScenePaths, stage: str, manifest: dict[str, Any]) -> lis
         previews = sorted((scene.gaussians_dir / "previews").glob("*.png"))
         parts += [_figure(scene, p, f"preview {p.stem}") for p in previews[-4:]]
         return parts
-    return [_figure(scene, p, p.stem) for p in sorted(scene.video_dir.glob("*.mp4"))]
+    parts = [_figure(scene, p, p.stem) for p in sorted(scene.video_dir.glob("*.mp4"))]
+    return [*parts, _figure(scene, scene.video_quality_plot, "texture retention of the static render over the loop")]
 
 
 def _stage_section(scene: ScenePaths, stage: str, title: str) -> str:

@@ -65,13 +65,15 @@ def _from_points(folder: str, n_frames: int, max_points: int, sh_degree: int) ->
 
     from gaussians4d.deformation import DeformationConfig
     from gaussians4d.model import init_gaussians
+    from motion.config import VideoConfig
     from scene.io import read_cameras, read_npy, read_points
 
     m = ScenePaths(folder).motion
     cloud, cameras = read_points(m.points), read_cameras(m.cameras)
     motion = read_npy(m.motion3d, (len(cloud), 3)) if m.motion3d.is_file() else np.zeros((len(cloud), 3), np.float32)
+    schedule = VideoConfig(n_frames=n_frames).schedule(0, (cameras[0].width, cameras[0].height))
     model = init_gaussians(
-        cloud, motion, n_frames, cameras[0].w2c, max_points=max_points, sh_degree=sh_degree, init_opacity=0.5,
+        cloud, motion, schedule, cameras[0], max_points=max_points, sh_degree=sh_degree, init_opacity=0.5,
         deformation=DeformationConfig(), flow_scale=1.0,
     ).export()  # fmt: skip
     model.cameras = cameras

@@ -2,8 +2,8 @@
 
 Points come from a procedural landscape's depth (one per pixel); moving points (region > 0) get a
 known 3D motion; the multi-view images and the looping video are rendered with the project's
-rasterizer from Gaussians made from ALL the points, moved by that motion with the same symmetric
-forward/backward scheme stage 1 uses. The model is then trained from a subsample, so a good fit is
+rasterizer from Gaussians made from ALL the points, moved by that motion on the loop schedule stage 1
+uses (scene/loop.py). The model is then trained from a subsample, so a good fit is
 reachable but not given.
 """
 
@@ -17,7 +17,9 @@ import torch
 from annotation.procedural import make_landscape
 from gaussians4d.deformation import DeformationConfig
 from gaussians4d.model import init_gaussians
+from motion.config import VideoConfig
 from scene.io import Camera, PointCloud, write_cameras, write_mask, write_npy, write_png, write_points
+from scene.loop import loop_record
 from scene.manifest import StageRun
 from scene.paths import ScenePaths
 
@@ -47,8 +49,9 @@ def make_stage1_scene(folder: Path, width: int = 80, height: int = 48, n_frames:
     # Known motion: about 0.4 px per frame sideways in the photo, proportional to depth.
     motion = np.zeros_like(cloud.xyz)
     motion[region > 0, 0] = 0.4 * z.reshape(-1)[region > 0] / land.focal
+    schedule = VideoConfig(n_frames=n_frames).schedule(seed, (width, height))
     truth = init_gaussians(
-        cloud, motion, n_frames, cams[0].w2c, max_points=len(cloud), sh_degree=0, init_opacity=0.99,
+        cloud, motion, schedule, cams[0], max_points=len(cloud), sh_degree=0, init_opacity=0.99,
         deformation=DeformationConfig(4, (1,), 4, 2, 4), flow_scale=1.0,
     )  # fmt: skip
     viewmats = torch.tensor(np.stack([c.w2c for c in cams]), dtype=torch.float32)
@@ -72,7 +75,8 @@ def make_stage1_scene(folder: Path, width: int = 80, height: int = 48, n_frames:
         return out.rgb[0].clamp(0, 1).numpy()
 
     m = scene.motion
-    run = StageRun(scene, "motion", {"n_frames": n_frames}, inputs=[])
+    run = StageRun(scene, "motion", {"video": {"n_frames": n_frames}}, inputs=[])
+    run.info["loop"] = loop_record(schedule)
     write_points(m.points, cloud)
     write_npy(m.motion3d, motion)
     write_cameras(m.cameras, cams)

@@ -8,6 +8,7 @@ from gaussians4d.config import TrainConfig
 from gaussians4d.deformation import DeformationConfig, HexPlaneDeformation
 from gaussians4d.model import TrainableGaussians
 from scene.gaussians import GaussianParams
+from scene.loop import LoopSchedule
 
 CFG = DeformationConfig(grid_resolution=6, grid_multires=(1, 2), time_resolution=5, grid_features=3, mlp_width=8)
 
@@ -55,8 +56,9 @@ def tiny_trainable(n: int = 30) -> TrainableGaussians:
         "depth_ref": depth,
         "moving": moving,
         "motion": torch.randn(n, 3, generator=g) * moving[:, None],
+        "threshold": torch.rand(n, generator=g) * 0.3 + 0.1,
     }
-    return TrainableGaussians(tensors, tiny_field(randomize=False), 8, 1.0)
+    return TrainableGaussians(tensors, tiny_field(randomize=False), LoopSchedule(8, cycle=4), 1.0)
 
 
 def optimizer_with_state(model: TrainableGaussians) -> torch.optim.Adam:

@@ -1,4 +1,4 @@
-"""gaussians4d/model.py: the looping construction (forward/backward copies, static rows, flow_scale)."""
+"""gaussians4d/model.py: the looping construction (two copies on the loop schedule, static rows, flow_scale)."""
 
 from __future__ import annotations
 
@@ -7,62 +7,87 @@ import torch
 
 from gaussians4d.model import FourDGaussians, deform, loop_frames
 from scene.gaussians import GaussianParams
+from scene.loop import LoopSchedule
 from tests.gaussians4d.helpers import random_gaussians, tiny_field
 
+N, C = 8, 4  # video frames of the loop, frames of the layers' cycle
 
-def _moving_setup():
+
+def _moving_setup(mode: str = "layers"):
     params = random_gaussians()
     moving = torch.arange(0, 40, 3)
-    disp = torch.randn(len(moving), 3) * 0.5
+    motion = torch.randn(len(moving), 3, generator=torch.Generator().manual_seed(3)) * 0.06
+    schedule = LoopSchedule(N, mode, cycle=C, transition=0.25, photo_size=(64, 48))
+    threshold = schedule.threshold(torch.rand(len(moving), 2, generator=torch.Generator().manual_seed(4)) * 64)
     depth = params.means[moving].norm(dim=1)
-    return params, moving, disp, depth
+    return params, moving, motion, threshold, depth, schedule
 
 
-def test_deform_loops_exactly_and_static_rows_never_move():
-    params, moving, disp, depth = _moving_setup()
+@pytest.mark.parametrize("mode", ["layers", "crossfade"])
+def test_deform_loops_exactly_and_static_rows_never_move(mode):
+    params, moving, motion, threshold, depth, schedule = _moving_setup(mode)
     field = tiny_field()
     static = torch.ones(len(params), dtype=torch.bool)
     static[moving] = False
+
+    def at(t):
+        return deform(params, moving, motion, threshold, depth, field, schedule, t)
+
     with torch.no_grad():
-        at0, at1 = deform(params, moving, disp, depth, field, 0.0), deform(params, moving, disp, depth, field, 1.0)
-        for a, b in zip(at0.tensors(), at1.tensors()):
+        for a, b in zip(at(0.0).tensors(), at(1.0).tensors()):
             assert torch.equal(a, b)
         for t in (0.0, 0.13, 0.5, 0.77, 0.999):
-            out = deform(params, moving, disp, depth, field, t)
+            out = at(t)
             assert len(out) == len(params) + len(moving)  # the count never depends on t
             for a, b in zip(out.tensors(), params.tensors()):
                 assert torch.equal(a[: len(params)][static], b[static])
 
 
-def test_deform_is_the_symmetric_blend_of_the_prior():
-    params, moving, disp, depth = _moving_setup()
-    n, t = len(params), 0.3
-    out = deform(params, moving, disp, depth, None, t)
-    x = params.means[moving]
-    assert torch.allclose(out.means[moving], x + t * disp, atol=1e-6)  # forward copy
-    assert torch.allclose(out.means[n:], x - (1 - t) * disp, atol=1e-6)  # backward copy
+def test_layers_follow_the_schedule_and_hide_every_jump():
+    params, moving, motion, threshold, depth, schedule = _moving_setup("layers")
+    n, x, a = len(params), params.means[moving], params.opacities[moving]
+    for t in torch.linspace(0, 1, 33)[:-1].tolist():
+        out = deform(params, moving, motion, threshold, depth, None, schedule, t)
+        d0, d1 = schedule.displacements(t)
+        assert torch.allclose(out.means[moving], x + d0 * motion, atol=1e-6)
+        assert torch.allclose(out.means[n:], x + d1 * motion, atol=1e-6)
+        a0, a1 = out.opacities[moving], out.opacities[n:]
+        assert torch.allclose((1 - a0) * (1 - a1), 1 - a, atol=1e-6)  # the transmittance split
+        for d, opacity in ((d0, a0), (d1, a1)):
+            if abs(abs(d) - C / 2) < 1e-6:  # the copy jumps back now: it must be invisible
+                assert float(opacity.max()) < 1e-6
+    start = deform(params, moving, motion, threshold, depth, None, schedule, 0.0)
+    assert torch.allclose(start.means[moving], x) and torch.allclose(start.opacities[moving], a, atol=1e-6)
+    assert float(start.opacities[n:].max()) < 1e-6  # t = 0: copy 0 at x, whole opacity
+
+
+def test_crossfade_is_the_symmetric_blend_of_the_prior():
+    params, moving, motion, threshold, depth, schedule = _moving_setup("crossfade")
+    n, t, x = len(params), 0.3, params.means[moving]
+    out = deform(params, moving, motion, threshold, depth, None, schedule, t)
+    assert torch.allclose(out.means[moving], x + t * N * motion, atol=1e-6)  # forward copy
+    assert torch.allclose(out.means[n:], x - (1 - t) * N * motion, atol=1e-6)  # backward copy
     a = params.opacities[moving]
-    a_f, a_b = out.opacities[moving], out.opacities[n:]
-    assert torch.allclose((1 - a_f) * (1 - a_b), 1 - a, atol=1e-6)  # transmittance split
-    start = deform(params, moving, disp, depth, None, 0.0)
-    assert torch.allclose(start.opacities[moving], a, atol=1e-6) and torch.count_nonzero(start.opacities[n:]) == 0
-    end = deform(params, moving, disp, depth, None, 1 - 1e-7)  # just before the seam: backward copy at x
-    assert torch.allclose(end.means[n:], x, atol=1e-5) and float(end.opacities[moving].max()) < 1e-5
+    assert torch.allclose(out.opacities[moving], 1 - (1 - a) ** (1 - t), atol=1e-6)
 
 
 def test_deform_gradients_flow_to_canonical_and_field():
-    params, moving, disp, depth = _moving_setup()
+    params, moving, motion, threshold, depth, schedule = _moving_setup()
     means = params.means.clone().requires_grad_(True)
     field = tiny_field()
-    out = deform(GaussianParams(means, *params.tensors()[1:]), moving, disp, depth, field, 0.6)
+    out = deform(GaussianParams(means, *params.tensors()[1:]), moving, motion, threshold, depth, field, schedule, 0.6)
     out.means.sum().backward()
     assert means.grad is not None and torch.isfinite(means.grad).all()
     assert field.head_x.weight.grad is not None
 
 
+def _model(flow_scale: float) -> FourDGaussians:
+    params, moving, motion, threshold, depth, schedule = _moving_setup()
+    return FourDGaussians(params, moving, motion, threshold, depth, tiny_field(), schedule, flow_scale, [])
+
+
 def test_fourd_at_time_loops_and_has_no_grad():
-    params, moving, disp, depth = _moving_setup()
-    model = FourDGaussians(params, moving, disp / 8, depth, tiny_field(), 8, 2.0, [])
+    model = _model(2.0)
     assert model.n_frames == 4 and model.sh_degree == 1
     a, b = model.at_time(0.0), model.at_time(1.0)
     assert all(torch.equal(u, v) for u, v in zip(a.tensors(), b.tensors()))
@@ -72,8 +97,7 @@ def test_fourd_at_time_loops_and_has_no_grad():
 
 
 def test_flow_scale_zero_freezes_the_scene():
-    params, moving, disp, depth = _moving_setup()
-    model = FourDGaussians(params, moving, disp / 8, depth, tiny_field(), 8, 0.0, [])
+    model = _model(0.0)
     assert model.n_frames == 8
     a = model.at_time(0.0)
     for t in (0.2, 0.5, 0.9):
