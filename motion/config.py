@@ -85,6 +85,11 @@ class InpaintConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
+    flow: Literal["auto", "hints", "model"] = "auto"
+    """2D flow of each view: hints = a smooth interpolation of the hints (no weights); model = 3D-Cinemagraphy's
+    learned flow network (--flow_model); auto = the model when --flow_model is given, else hints."""
+    flow_model: str | None = None
+    """3D-Cinemagraphy's sceneflow_model.pth (or a .safetensors with netG.-prefixed keys; ckpts/README.md)."""
     speed: float = 1.0 / 50.0
     """Fraction of a hint's length travelled per frame (the original's (end - start) / 50)."""
     flow_sigma: float = 0.15
@@ -99,6 +104,15 @@ class FlowConfig:
             "use a fraction in (0, 1], e.g. 0.02 (= 1/50)",
         )
         require(0 < self.flow_sigma <= 10, f"--flow_sigma {self.flow_sigma} is out of range", "use e.g. 0.15")
+        require(
+            self.flow != "model" or bool(self.flow_model),
+            "--flow model needs a model",
+            "add --flow_model ckpts/sceneflow_model.pth, or use --flow hints",
+        )
+
+    @property
+    def uses_model(self) -> bool:
+        return self.flow == "model" or (self.flow == "auto" and bool(self.flow_model))
 
 
 @dataclass(frozen=True)

@@ -214,13 +214,22 @@ def dense_flow(
     return flow.reshape(h, w, 2)
 
 
-def view_flows(views: ViewSet, config: FlowConfig, device: str) -> tuple[Tensor, list[int]]:
-    """Dense flow of every view [V, H, W, 2] (pixels per frame) and the ids of the regions that move."""
+def view_flows(views: ViewSet, config: FlowConfig, device: str, net=None) -> tuple[Tensor, list[int]]:
+    """Dense flow of every view [V, H, W, 2] (pixels per frame) and the ids of the regions that move.
+
+    ``--flow hints``: every view interpolates the same lifted hints (:func:`dense_flow`). ``--flow model``:
+    3D-Cinemagraphy's network ``net`` (thirdparty/cinemagraphy_flow.py) predicts each view's flow from its
+    image, moving mask and the hints projected into it (:func:`model_flows`); the views' flows then
+    disagree a little, and the 3D motion fit (motion/motion3d.py, robust L1 over every visible view) finds
+    the one 3D motion that fits them all (loaded with ``config.flow_model`` when ``net`` is None).
+    """
     photo = views.photo
     lifted = lift_hints(views.hints, photo.depth, photo.regions, photo.camera, config.speed)
     moving = warn_regions_without_hints(photo.regions, lifted)
     if not moving:
         warn("no usable motion hint: the 3D motion is zero and the video is still")
+    if config.uses_model and moving:
+        return model_flows(views, lifted, moving, config, device, net), moving
     flows = [
         dense_flow(
             lifted,
@@ -233,6 +242,36 @@ def view_flows(views: ViewSet, config: FlowConfig, device: str) -> tuple[Tensor,
         for v in views.views
     ]
     return torch.stack(flows), moving
+
+
+def view_hints(
+    lifted: LiftedHints, camera: Camera, speed: float
+) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The lifted hints as 2D arrows in ``camera``'s image: start and end (start + motion / speed) projected."""
+    if len(lifted) == 0:
+        return []
+    start = torch.as_tensor(lifted.start, dtype=torch.float32)
+    end = start + torch.as_tensor(lifted.motion, dtype=torch.float32) / speed
+    uv = CameraBatch.of([camera]).project(torch.cat([start, end]))[0][0].tolist()
+    k = len(lifted)
+    return [(tuple(uv[i]), tuple(uv[k + i])) for i in range(k)]
+
+
+def model_flows(
+    views: ViewSet, lifted: LiftedHints, moving: list[int], config: FlowConfig, device: str, net=None
+) -> Tensor:
+    """Every view's flow [V, H, W, 2] predicted by the scene-flow network (thirdparty/cinemagraphy_flow.py)."""
+    from thirdparty.cinemagraphy_flow import load_sceneflow, predict_flow
+    from utils.console import track
+
+    model = net if net is not None else load_sceneflow(config.flow_model, device)
+    flows = []
+    for v in track(views.views, "flows (model)"):
+        mask = np.isin(v.regions, moving)
+        hints = view_hints(lifted, v.camera, config.speed)
+        flow = predict_flow(model, v.image, mask, hints, device, speed=config.speed)
+        flows.append(torch.as_tensor(flow, device=device))
+    return torch.stack(flows)
 
 
 # ----------------------------------------------------------------------------- previews

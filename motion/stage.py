@@ -49,6 +49,7 @@ def run(config: MotionConfig) -> dict:
     torch.manual_seed(config.seed)
     run_ = StageRun(scene, "motion", config, inputs=[scene.photo, scene.mask, scene.regions, scene.hints])
     run_.info["threads"] = torch.get_num_threads()
+    flow_net = load_flow_model(config, device, run_)  # a bad checkpoint fails here, before any work
     try:
         views = make_views(scene, config, run_, device)
         with staged_dir(scene.motion.dir) as tmp:
@@ -56,7 +57,7 @@ def run(config: MotionConfig) -> dict:
             with run_.step("write views"):
                 write_views(out, views)
             hold("motion:views")
-            make_motion(out, views, config, device, run_)
+            make_motion(out, views, config, device, run_, flow_net)
             run_.invalidate()  # the previous outputs are about to be replaced
     except torch.cuda.OutOfMemoryError:
         raise UserError(
@@ -74,6 +75,19 @@ def check_models(config: MotionConfig) -> None:
         resolve_source(config.depth.depth_model, "depth model")
     if config.inpaint.inpaint_model and config.inpaint.inpaint != "opencv":
         resolve_source(config.inpaint.inpaint_model, "inpainting model")
+
+
+def load_flow_model(config: MotionConfig, device: str, run: StageRun):
+    """3D-Cinemagraphy's flow network when ``--flow`` asks for it (else None); recorded as the flow backend."""
+    if not config.flow.uses_model:
+        run.info.setdefault("backends", {})["flow"] = "hints"
+        return None
+    from thirdparty.cinemagraphy_flow import load_sceneflow
+
+    with run.step("flow model"):
+        net = load_sceneflow(config.flow.flow_model, device)
+    run.info.setdefault("backends", {})["flow"] = f"model:{config.flow.flow_model}"
+    return net
 
 
 # ----------------------------------------------------------------------------- depth and views
@@ -150,7 +164,7 @@ def make_views(scene: ScenePaths, config: MotionConfig, run: StageRun, device: s
         inpaint, inpaint_name = make_inpainter(config.inpaint, device, config.seed)
     with run.step("views"):
         views, points = build_views(photo, result.depth, regions, cameras, inpaint, device, track)
-    run.info["backends"] = {"depth": result.method, "inpaint": inpaint_name, "device": str(device)}
+    run.info.setdefault("backends", {}).update(depth=result.method, inpaint=inpaint_name, device=str(device))
     run.info["views"] = {
         "size": [w, h],
         "inpaint": inpaint_name,
@@ -166,10 +180,13 @@ def make_views(scene: ScenePaths, config: MotionConfig, run: StageRun, device: s
 # ----------------------------------------------------------------------------- flows, 3D motion, video
 
 
-def make_motion(out: MotionPaths, views: ViewSet, config: MotionConfig, device: str, run: StageRun | None = None):
+def make_motion(
+    out: MotionPaths, views: ViewSet, config: MotionConfig, device: str, run: StageRun | None = None, flow_net=None
+):
     """Flows, 3D motion and videos written into ``out``; returns what the manifest records (``info.motion``).
 
-    ``run`` (optional) times each step and records the result.
+    ``run`` (optional) times each step and records the result; ``flow_net`` is the learned flow network
+    (:func:`load_flow_model`) when ``--flow`` uses one.
     """
     from motion.animate import LoopAnimator, view_animation_inputs
     from motion.flow import view_flows
@@ -181,7 +198,7 @@ def make_motion(out: MotionPaths, views: ViewSet, config: MotionConfig, device: 
         return run.step(name) if run is not None else nullcontext()
 
     with step("flows"):
-        flows, moving = view_flows(views, config.flow, device)
+        flows, moving = view_flows(views, config.flow, device, flow_net)
         write_flows(out, flows, views)
     with step("motion3d"):
         motion, report = fit_scene_motion(views, flows, moving, config.fit, device)

@@ -150,6 +150,10 @@ def camera_path_file(content: str) -> Prepare:
     return prepare
 
 
+def damaged_flow_model(scene: Path, tmp: Path) -> None:
+    (tmp / "bad.pth").write_bytes(b"PK\x03\x04 not a checkpoint")
+
+
 def read_only(scene: Path, tmp: Path) -> None:
     """chmod a-w on the scene folder (the project refuses it even as root, by its mode bits)."""
     scene.chmod(scene.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
@@ -197,6 +201,10 @@ CASES = [
     Case("motion-depth-model-not-given", "motion", "mask", ("--depth", "model"), expect="--depth_model"),
     Case("motion-inpaint-model-missing", "motion", "mask", ("--inpaint_model", "./no/such/sd"), expect="inpainting model"),
     Case("motion-read-only-folder", "motion", "mask", prepare=read_only, expect="cannot write"),
+    Case("motion-flow-model-missing", "motion", "mask", ("--flow_model", "{tmp}/sceneflow_model.pth"), expect="does not exist"),
+    Case("motion-flow-model-not-given", "motion", "mask", ("--flow", "model"), expect="--flow_model"),
+    Case("motion-flow-model-damaged", "motion", "mask", ("--flow_model", "{tmp}/bad.pth"), damaged_flow_model, expect="flow model"),
+    Case("motion-cycle-not-a-divisor", "motion", "mask", ("--cycle", "7"), expect="--cycle"),
     # --- train_4DGS.py
     Case("4dgs-before-motion", "gaussians", "mask", expect="train_motion"),
     Case("4dgs-motion-partial-leftover", "gaussians", "mask", prepare=motion_partial_leftover, expect="motion"),

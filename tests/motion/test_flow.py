@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from motion.flow import (
     flow_to_rgb,
     hint_weights,
     lift_hints,
+    view_hints,
     warn_regions_without_hints,
 )
 from scene.cameras import Camera, CameraBatch, unproject
@@ -210,3 +213,44 @@ def test_photo_weights_make_views_consistent_with_several_hints():
     torch.testing.assert_close(flow1[20, 50], expected[0], atol=1e-3, rtol=0)
     own = dense_flow(lifted, cam1, torch.as_tensor(depth1), torch.as_tensor(regions1))
     assert float((own[20, 50] - flow1[20, 50]).norm()) > 1e-3  # view weights differ: not one 3D field
+
+
+# ----------------------------------------------------------------------------- the learned flow (--flow model)
+
+FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sceneflow" / "random_netG_fp16.safetensors"
+
+
+def test_view_hints_project_the_lifted_arrows():
+    cam = pinhole()
+    depth = np.full((64, 96), 10.0, np.float32)
+    regions = np.ones((64, 96), np.int32)
+    lifted = lift_hints([Hint((20.0, 30.0), (40.0, 30.0), 1, "hint_0")], depth, regions, cam, speed=0.1)
+    ((start, end),) = view_hints(lifted, cam, 0.1)
+    np.testing.assert_allclose(start, (20.0, 30.0), atol=1e-3)
+    np.testing.assert_allclose(end, (40.0, 30.0), atol=1e-3)  # end = start + motion / speed
+    assert view_hints(lift_hints([], depth, regions, cam), cam, 0.1) == []
+
+
+@pytest.mark.skipif(not FIXTURE.is_file(), reason=f"{FIXTURE} not found")
+def test_train_motion_with_the_flow_model_runs_and_differs_from_the_hints(tmp_path, toy):
+    """The fixture's random weights through train_motion.py --flow_model: one view, end to end; its flows are
+    the network's (not the hint interpolation's), zero outside the moving regions; the manifest says so."""
+    import json
+
+    from annotation.procedural import save_scene
+    from scene.io import read_labels, read_npy
+    from tests.pipeline_fixtures import run_stage
+
+    base = save_scene(toy, tmp_path / "scene")
+    run_stage("mask", base)
+    flows = {}
+    for name, extra in (("hints", ()), ("model", ("--flow_model", str(FIXTURE)))):
+        scene = tmp_path / name
+        shutil.copytree(base, scene)
+        run_stage("motion", scene, "--n_views", "1", "--n_frames", "4", "--train_iteration", "2", *extra)
+        flows[name] = read_npy(scene / "motion" / "flows" / "00.npy")
+        manifest = json.loads((scene / "manifests" / "motion.json").read_text())
+        assert manifest["info"]["backends"]["flow"] == ("hints" if name == "hints" else f"model:{FIXTURE}")
+    moving = read_labels(tmp_path / "model" / "motion" / "views" / "00_regions.png") > 0
+    assert not flows["model"][~moving].any()
+    assert float(np.abs(flows["model"] - flows["hints"])[moving].mean()) > 0.1
