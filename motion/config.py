@@ -58,8 +58,10 @@ class ViewsConfig:
 
 @dataclass(frozen=True)
 class InpaintConfig:
-    inpaint: Literal["auto", "opencv", "model"] = "auto"
-    """Hole filling: auto = --inpaint_model if given, else OpenCV (Telea)."""
+    inpaint: Literal["auto", "texture", "opencv", "model"] = "auto"
+    """Hole filling: auto = --inpaint_model if given, else texture (a smooth continuation of the background
+    side plus fine detail copied from the view's background at a similar depth, motion/fill.py); opencv =
+    Telea + a smooth fill (the former default, for comparison); model = --inpaint_model."""
     inpaint_model: str | None = None
     """A diffusers Stable Diffusion inpainting pipeline: local folder or hub id."""
     inpaint_steps: int = 25
@@ -79,7 +81,7 @@ class InpaintConfig:
         require(
             self.inpaint != "model" or bool(self.inpaint_model),
             "--inpaint model needs a model",
-            "add --inpaint_model PATH_OR_HUB_ID, or use --inpaint opencv",
+            "add --inpaint_model PATH_OR_HUB_ID, or use --inpaint texture",
         )
 
 

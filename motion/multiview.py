@@ -21,7 +21,25 @@ from motion.splat import zbuffer_splat
 from scene.cameras import Camera, project_points, unproject, unproject_depth
 from scene.io import PointCloud
 
-Inpainter = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image uint8 [H,W,3], hole bool [H,W]) -> uint8
+Inpainter = Callable[..., np.ndarray]
+"""(image uint8 [H,W,3], mask bool [H,W]) -> uint8 [H,W,3]. An inpainter with ``guided = True`` is called
+as ``inpaint(image, mask, guide)`` with a :class:`FillGuide` (depth and regions to follow, pixels to copy)."""
+
+
+@dataclass
+class FillGuide:
+    """What a guided inpainter knows of a view besides its colours; all (H, W).
+
+    depth: float32 z-depth; at the masked pixels the background depth they continue (fill_background).
+    regions: int32 region ids; at the masked pixels the background's. source: bool, the pixels a fill
+    may copy (rendered, not masked). photo: bool, those of them whose colour came from the photo itself
+    (the others were filled in earlier views).
+    """
+
+    depth: np.ndarray
+    regions: np.ndarray
+    source: np.ndarray
+    photo: np.ndarray
 
 
 @dataclass
@@ -59,6 +77,7 @@ class View:
     valid: np.ndarray  # (H, W) bool, True = the visible point came from the photo
     regions: np.ndarray  # (H, W) int32 region ids as seen from this view
     info: dict = field(default_factory=dict)
+    hole: np.ndarray | None = None  # (H, W) bool, the pixels this view filled (None: the photo, no hole)
 
 
 def photo_points(image: np.ndarray, depth: np.ndarray, regions: np.ndarray, camera: Camera, device="cpu") -> Points:
@@ -247,6 +266,19 @@ def guarded_hole(depth: np.ndarray, filled: np.ndarray, hole: np.ndarray, width:
     return hole | (near_hole & (depth < 0.8 * background))
 
 
+def fill_guide(
+    filled: np.ndarray, regions: np.ndarray, photo: np.ndarray, hole: np.ndarray, mask: np.ndarray, width: int = 4
+) -> FillGuide:
+    """The :class:`FillGuide` of a view (all (H, W)): ``filled`` depth and ``regions`` (fill_background);
+    the foreground pixels that :func:`guarded_hole` added to ``mask`` get the farthest hole depth within
+    ``width``, as their fill should continue the background too; every rendered pixel outside ``mask``
+    may be copied."""
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    background = cv2.dilate(np.where(hole, filled, 0).astype(np.float32), kernel)
+    guide_depth = np.where(mask & ~hole, np.maximum(background, filled), filled).astype(np.float32)
+    return FillGuide(guide_depth, regions, ~hole & ~mask, photo & ~mask)
+
+
 def lift_hole_points(
     image: np.ndarray, depth: np.ndarray, regions: np.ndarray, hole: np.ndarray, camera: Camera, view: int, device
 ) -> Points:
@@ -276,7 +308,11 @@ def make_view(points: Points, camera: Camera, index: int, inpaint: Inpainter) ->
     hole = ~covered
     filled, regions = fill_background(np.where(covered, depth, 0), regions, covered)
     if hole.any():
-        painted = inpaint(image, guarded_hole(depth, filled, hole))
+        mask = guarded_hole(depth, filled, hole)
+        if getattr(inpaint, "guided", False):
+            painted = inpaint(image, mask, fill_guide(filled, regions, out["photo"].cpu().numpy(), hole, mask))
+        else:
+            painted = inpaint(image, mask)
         image = np.where(hole[..., None], painted, image)
     new = lift_hole_points(image, filled, regions, hole, camera, index, points.xyz.device)
     info = {
@@ -284,7 +320,7 @@ def make_view(points: Points, camera: Camera, index: int, inpaint: Inpainter) ->
         "hole_fraction": round(float(hole.mean()), 5),
         "photo_fraction": round(float(out["photo"].float().mean()), 5),
     }
-    view = View(camera, image, filled, out["photo"].cpu().numpy(), regions, info)
+    view = View(camera, image, filled, out["photo"].cpu().numpy(), regions, info, hole)
     return view, new
 
 

@@ -73,7 +73,7 @@ def check_models(config: MotionConfig) -> None:
 
     if config.depth.depth_model and config.depth.depth != "prior":
         resolve_source(config.depth.depth_model, "depth model")
-    if config.inpaint.inpaint_model and config.inpaint.inpaint != "opencv":
+    if config.inpaint.inpaint_model and config.inpaint.inpaint not in ("texture", "opencv"):
         resolve_source(config.inpaint.inpaint_model, "inpainting model")
 
 
@@ -112,11 +112,14 @@ def read_inputs(scene: ScenePaths, resolution: str | None) -> tuple[np.ndarray, 
 
 
 def make_inpainter(config: InpaintConfig, device: str, seed: int):
-    """The hole filler chosen by --inpaint / --inpaint_model (OpenCV unless a model is named and loads)."""
+    """The hole filler chosen by --inpaint / --inpaint_model (the texture fill unless a model is named and loads)."""
+    from motion.fill import TextureInpainter
     from motion.multiview import inpaint_opencv
 
-    if config.inpaint == "opencv" or not config.inpaint_model:
+    if config.inpaint == "opencv":
         return inpaint_opencv, "opencv"
+    if config.inpaint == "texture" or not config.inpaint_model:
+        return TextureInpainter(device, seed), "texture"
     from thirdparty.depth_transformers import ModelUnavailable
     from thirdparty.inpaint_diffusers import DEFAULT_PROMPT, DiffusersInpainter
 
@@ -127,9 +130,9 @@ def make_inpainter(config: InpaintConfig, device: str, seed: int):
         )
     except ModelUnavailable as exc:
         if config.inpaint == "model":
-            raise UserError(str(exc), "download it into ckpts/ and pass the folder, or use --inpaint opencv") from None
-        warn(f"{exc}; using the classical OpenCV inpainter instead")
-        return inpaint_opencv, "opencv"
+            raise UserError(str(exc), "download it into ckpts/ and pass the folder, or use --inpaint texture") from None
+        warn(f"{exc}; using the classical texture fill instead")
+        return TextureInpainter(device, seed), "texture"
     return model, f"model:{config.inpaint_model}"
 
 

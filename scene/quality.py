@@ -9,6 +9,11 @@
 - **Motion**: OpenCV's DIS optical flow between consecutive frames inside the eroded mask, against the
   target flow (pixels per frame): the ratio of the median speeds and the median direction cosine.
 
+- **Fills** of the views (hole pixels): :func:`fill_texture_ratio`, the texture energy (the same high-pass)
+  of the filled pixels over that of the photo-derived pixels of the same view, both masks eroded by 7 x 7;
+  :func:`fill_anisotropy`, ``max(Ex / Ey, Ey / Ex)`` of the Sobel energies over the eroded filled pixels
+  (streaks along rows or columns give large values).
+
 Used by train_motion.py and render_4DGS.py (recorded in their manifests, plotted in report.html) and by
 the benchmarks. Inputs are (H, W, 3) uint8 or float images and (H, W) bool masks.
 """
@@ -34,7 +39,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def eroded(mask: np.ndarray, size: int = ERODE) -> np.ndarray:
-    """``mask`` eroded by a ``size`` x ``size`` square (the frame border counts as outside)."""
+    """``mask`` eroded by a ``size`` x ``size`` square (outside the frame counts as outside the mask)."""
     m = np.pad(np.asarray(mask, np.uint8), 1)
     return cv2.erode(m, np.ones((size, size), np.uint8))[1:-1, 1:-1].astype(bool)
 
@@ -234,3 +239,51 @@ def retention_plot(curves: dict[str, Sequence[float]], width: int = 640, height:
         img, "texture retention over the loop", (x1 - 250, height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1
     )
     return img
+
+
+# ----------------------------------------------------------------------------- fills
+
+FILL_ERODE = 7  # the filled and photo masks are eroded by a 7 x 7 square (the seam and the frame edge do not count)
+
+
+def texture_energy(image: np.ndarray, mask: np.ndarray, erode: int = FILL_ERODE) -> float:
+    """Mean of (grey - GaussianBlur(grey, sigma 2))^2 over ``mask`` eroded by ``erode`` x ``erode``; NaN if empty."""
+    return high_frequency_energy(image, eroded(mask, erode))
+
+
+def _check_fill(image: np.ndarray, *masks: np.ndarray) -> None:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"view image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    for m in masks:
+        if m.shape != image.shape[:2] or m.dtype != bool:
+            raise ValueError(f"masks must be bool {image.shape[:2]}, got {m.dtype} {m.shape}")
+
+
+def fill_texture_ratio(view_image: np.ndarray, filled_mask: np.ndarray, photo_mask: np.ndarray) -> float:
+    """Texture energy of a view's filled pixels over that of its photo-derived (and not filled) pixels.
+
+    1 = as detailed as the photo, 0 = flat. NaN when an eroded mask is empty or the photo part is flat.
+    """
+    _check_fill(view_image, filled_mask, photo_mask)
+    photo = texture_energy(view_image, photo_mask & ~filled_mask)
+    if not photo > 0:
+        return float("nan")
+    return texture_energy(view_image, filled_mask) / photo
+
+
+def fill_anisotropy(view_image: np.ndarray, filled_mask: np.ndarray) -> float:
+    """``max(Ex / Ey, Ey / Ex)`` of the 3 x 3 Sobel energies over the eroded filled mask (1 = no preferred
+    direction; streaks along rows or columns give large values); NaN if empty, inf if one direction is flat."""
+    _check_fill(view_image, filled_mask)
+    g = _grey(view_image)
+    inner = eroded(filled_mask, FILL_ERODE)
+    if not inner.any():
+        return float("nan")
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)[inner].astype(np.float64)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)[inner].astype(np.float64)
+    ex, ey = float(np.mean(gx**2)), float(np.mean(gy**2))
+    if ex == 0.0 and ey == 0.0:
+        return 1.0  # flat: no direction at all (the texture ratio says it is flat)
+    if ex == 0.0 or ey == 0.0:
+        return float("inf")
+    return max(ex / ey, ey / ex)

@@ -79,7 +79,7 @@ def test_end_to_end_outputs(scene_dir, toy):
 def test_make_motion_runs_inside_the_staged_folder(scene_dir, monkeypatch):
     calls = []
 
-    def make_motion(out, views, config, device, run_):
+    def make_motion(out, views, config, device, run_, flow_net=None):
         calls.append(out.dir)
         assert out.dir.name == ".motion.partial" and out.view_image(1).is_file() and out.points.is_file()
         photo = views.photo
