@@ -169,7 +169,6 @@ def test_texture_inpainter_in_build_views(toy, one_thread):
     """The guided inpainter through the whole view loop: holes filled, known pixels kept, one-pass deterministic."""
     from motion.depth import prior_depth
     from motion.views import view_cameras
-
     from scene.cameras import source_camera
 
     h, w = toy.image.shape[:2]
