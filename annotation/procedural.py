@@ -198,7 +198,12 @@ def _annotate(river_pts, w: int, h: int, cloud_top: float, cloud_bottom: float, 
         b = centre[int(frac * (n_side - 1))]
         direction = (b - a) / np.linalg.norm(b - a)
         start = a + 0.3 * (b - a)
-        end = start + direction * 0.12 * h * (0.4 + frac)
+        length = 0.12 * h * (0.4 + frac)
+        # The arrow stays inside the image (a hint pointing out of it is a warning for the user).
+        room = min(
+            ((lim - p) / d if d > 0 else -p / d) for p, d, lim in zip(start, direction, (w - 1, h - 1)) if abs(d) > 1e-9
+        )
+        end = start + direction * min(length, 0.98 * room)
         hints.append(Hint((float(start[0]), float(start[1])), (float(end[0]), float(end[1])), 1, f"hint_{i}"))
     for j, fx in enumerate((0.3, 0.7)):
         y = (cloud_top + cloud_bottom) / 2

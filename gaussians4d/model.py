@@ -42,7 +42,7 @@ from scene.loop import LoopSchedule, loop_record, loop_schedule
 from scene.paths import GAUSSIANS_CMD, GaussianPaths, ScenePaths
 from utils.errors import UserError
 
-MODEL_FORMAT = 2  # 2: the loop schedule (scene/loop.py) and per-Gaussian thresholds
+MODEL_FORMAT = 2  # 2: the loop schedule (scene/loop.py), per-Gaussian thresholds, from_photo
 _MAX_ALPHA = 1.0 - 1e-6  # keeps log(1 - a) finite in the transmittance split
 
 
@@ -114,7 +114,7 @@ class TrainableGaussians(nn.Module):
     """
 
     PARAMS = ("means_n", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")
-    BUFFERS = ("depth_ref", "moving", "motion", "threshold")
+    BUFFERS = ("depth_ref", "moving", "motion", "threshold", "from_photo")
     PER_GAUSSIAN = PARAMS + BUFFERS
 
     def __init__(
@@ -185,6 +185,7 @@ class TrainableGaussians(nn.Module):
         return FourDGaussians(
             canonical=self.canonical().detach(),
             moving_idx=m.clone(),
+            from_photo=self.from_photo.clone(),
             motion=self.motion[m].detach().clone(),
             threshold=self.threshold[m].detach().clone(),
             depth_ref=self.depth_ref[m].detach().clone(),
@@ -244,6 +245,7 @@ def init_gaussians(
         "depth_ref": depth_ref,
         "moving": moving,
         "motion": motion,
+        "from_photo": torch.tensor(cloud.view[keep] == 0, device=device),
         "threshold": schedule.threshold(CameraBatch.of([photo], device).project(xyz)[0][0].nan_to_num(0.0)),
     }
     field = make_field(deformation, xyz[moving], w2c).to(device)
@@ -271,7 +273,8 @@ class FourDGaussians:
 
     Attributes:
         canonical: the canonical Gaussians (what ``point_cloud.ply`` holds).
-        moving_idx: [M] rows of the moving Gaussians; motion: [M, 3] world units per video frame;
+        moving_idx: [M] rows of the moving Gaussians; from_photo: [N] bool, born from a photo pixel (not a
+        filled hole); motion: [M, 3] world units per video frame;
         threshold: [M] switching thresholds; depth_ref: [M] distance to the photo camera (unit of the
         residual offsets). field: the periodic deformation residual.
         schedule: stage 1's loop schedule; flow_scale: the training option.
@@ -280,6 +283,7 @@ class FourDGaussians:
 
     canonical: GaussianParams
     moving_idx: Tensor
+    from_photo: Tensor
     motion: Tensor
     threshold: Tensor
     depth_ref: Tensor
@@ -327,10 +331,15 @@ class FourDGaussians:
                 t,
             )
 
+    def photo_rows(self) -> Tensor:
+        """[N + M] bool: which rows of :meth:`at_time` were born from the photo (render/framing.py)."""
+        return torch.cat([self.from_photo, self.from_photo[self.moving_idx]])
+
     def to(self, device: torch.device | str) -> FourDGaussians:
         return FourDGaussians(
             self.canonical.to(device),
             self.moving_idx.to(device),
+            self.from_photo.to(device),
             self.motion.to(device),
             self.threshold.to(device),
             self.depth_ref.to(device),
@@ -350,6 +359,7 @@ def save_trained(paths: GaussianPaths, iteration: int, model: FourDGaussians) ->
     save_ply(paths.ply(iteration), model.canonical)
     tensors = {f"field.{k}": v.detach().cpu().contiguous() for k, v in model.field.state_dict().items()}
     tensors["moving_idx"] = model.moving_idx.cpu().contiguous()
+    tensors["from_photo"] = model.from_photo.to(torch.uint8).cpu().contiguous()
     tensors["motion"] = model.motion.cpu().contiguous()
     tensors["threshold"] = model.threshold.cpu().contiguous()
     tensors["depth_ref"] = model.depth_ref.cpu().contiguous()
@@ -408,6 +418,7 @@ def load_trained(scene: ScenePaths, device: str | torch.device = "cpu", iteratio
         field = HexPlaneDeformation(config, field_state["lo"], field_state["hi"], field_state["w2c"])
         field.load_state_dict(field_state)
         schedule, flow_scale = loop_schedule(meta["loop"]), float(meta["flow_scale"])
+        from_photo = tensors["from_photo"].bool()
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as exc:
         raise UserError(f"{paths.deformation(it)} is not a valid deformation file ({exc})", f"re-run {cmd}") from None
     canonical = load_ply(paths.ply(it), device)
@@ -415,9 +426,12 @@ def load_trained(scene: ScenePaths, device: str | torch.device = "cpu", iteratio
     if moving_idx.numel() and int(moving_idx.max()) >= len(canonical):
         raise UserError(f"{paths.deformation(it)} does not match {paths.ply(it)}", f"re-run {cmd}")
     cameras = read_cameras(paths.cameras, cmd) if paths.cameras.is_file() else _stage1_cameras(scene)
+    if from_photo.shape != (len(canonical),):
+        raise UserError(f"{paths.deformation(it)} does not match {paths.ply(it)}", f"re-run {cmd}")
     return FourDGaussians(
         canonical,
         moving_idx.to(device),
+        from_photo.to(device),
         tensors["motion"].float().to(device),
         tensors["threshold"].float().to(device),
         tensors["depth_ref"].float().to(device),

@@ -15,7 +15,7 @@ from gaussians4d.config import TrainConfig
 from gaussians4d.data import TrainData, load_data
 from gaussians4d.model import TrainableGaussians, init_gaussians, save_trained
 from gaussians4d.trainer import Trainer
-from scene.io import read_npy, read_points, remove_stale_temps, write_json
+from scene.io import read_npy, read_points, remove_stale_temps, write_json, write_png
 from scene.manifest import StageRun, check_writable, file_hash
 from scene.paths import ScenePaths
 from utils.config import to_dict
@@ -79,8 +79,11 @@ def run(config: TrainConfig) -> dict | None:
     with manifest.step("evaluate"):
         metrics = evaluate(trainer, final)
     write_json(paths.metrics, metrics)
+    write_png(paths.training_plot, training_plot(metrics, config.optim.coarse_iterations))
     manifest.info.update({k: v for k, v in metrics.items() if k != "loss_curve"})
-    manifest.finish(outputs=[paths.iteration_dir(iteration), paths.config, paths.metrics, paths.cameras])
+    manifest.finish(
+        outputs=[paths.iteration_dir(iteration), paths.config, paths.metrics, paths.cameras, paths.training_plot]
+    )
     return metrics
 
 
@@ -101,6 +104,22 @@ def evaluate(trainer: Trainer, final) -> dict:
         "n_frames": final.n_frames,
         "loss_curve": trainer.state.losses,
     }
+
+
+def training_plot(metrics: dict, coarse_iterations: int):
+    """Loss (log scale) and PSNR over the iterations, the coarse/fine boundary and the held-out PSNR marked."""
+    import numpy as np
+
+    from utils.plots import BLUE, GREEN, GREY, RED, Curve, line_plot
+
+    curve = metrics["loss_curve"] or [[0, float("nan"), float("nan")]]
+    it, loss, psnr_ = ([row[k] for row in curve] for k in range(3))
+    boundary = [(coarse_iterations, GREY, "fine stage ->")] if 0 < coarse_iterations < it[-1] else []
+    held = metrics.get("psnr_heldout")
+    marks = [(held, GREEN, f"held-out {held:.2f} dB")] if held is not None else []
+    left = line_plot([Curve(it, loss, RED, "loss (smoothed)")], "train_4DGS loss", log_y=True, vlines=boundary)
+    right = line_plot([Curve(it, psnr_, BLUE, "PSNR of the drawn image, dB")], "PSNR", hlines=marks, vlines=boundary)
+    return np.concatenate([left, right], axis=1)
 
 
 def _mean_psnr(parts: list[tuple[float | None, int]]) -> float | None:

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from motion.config import FitConfig
 from scene.cameras import Camera, CameraBatch, rotate
-from utils.ordered import exact_index_add, ordered_sum
+from utils.ordered import ordered_sum
 
 if TYPE_CHECKING:
     from motion.outputs import ViewSet
@@ -290,15 +290,30 @@ class _Block:
     wfv: Tensor  # w * fy
 
 
-def _prior_grad(delta: Tensor, scale: Tensor, edges: Tensor) -> tuple[Tensor, Tensor]:
-    """Smoothness prior mean_e |(d_i - d_j) / s_ij|^2 (d = delta * scale) and its gradient wrt delta."""
-    i, j = edges[:, 0], edges[:, 1]
-    pair = 0.5 * (scale[i] + scale[j])
-    diff = (delta[i] * scale[i] - delta[j] * scale[j]) / pair
-    n = max(len(edges), 1)
-    g = 2.0 * diff / pair / n
-    grad = exact_index_add(len(delta), torch.cat([i, j]), torch.cat([g * scale[i], -g * scale[j]]))
-    return ordered_sum(diff.square()) / n, grad
+class _Prior:
+    """The smoothness prior mean_e |(d_i - d_j) / s_ij|^2 (d = delta * scale) on kNN edges [E, 2], and its
+    gradient wrt delta; per-edge constants are computed once.
+
+    The gradient is one ``index_add_`` over the edges' two ends: on the CPU it adds in index order (one
+    output row at a time), so its result does not depend on the thread count (tests/test_determinism.py).
+    """
+
+    def __init__(self, scale: Tensor, edges: Tensor):
+        i, j = edges[:, 0], edges[:, 1]
+        pair = 0.5 * (scale[i] + scale[j])  # [E, 1] world units per pixel at the pair
+        self.n = max(len(edges), 1)
+        self.i, self.j, self.rows = i, j, torch.cat([i, j])
+        self.inv_pair = pair.reciprocal()
+        self.coef_i = 2.0 * scale[i] / pair / self.n
+        self.coef_j = -2.0 * scale[j] / pair / self.n
+
+    def __call__(self, delta: Tensor, scale: Tensor, with_value: bool) -> tuple[Tensor, Tensor]:
+        """(the prior, or 0 without ``with_value``; its gradient [M, 3])."""
+        d = delta * scale
+        diff = (d[self.i] - d[self.j]) * self.inv_pair
+        grad = torch.zeros_like(delta).index_add_(0, self.rows, torch.cat([diff * self.coef_i, diff * self.coef_j]))
+        value = ordered_sum(diff.square()) / self.n if with_value else torch.zeros((), device=delta.device)
+        return value, grad
 
 
 class _Adam:
@@ -361,15 +376,15 @@ def fit_motion(
     views = _Views(cams)
     blocks = _blocks(xyz, targets, visible, views, chunk)
     adam = _Adam(delta)
-    use_prior = edges is not None and len(edges) > 0 and config.smooth_weight > 0
+    prior = _Prior(scale, edges) if edges is not None and len(edges) > 0 and config.smooth_weight > 0 else None
     for step in range(config.train_iteration + 1):
         log = step % config.log_every == 0 or step == config.train_iteration
         grad, data = _objective_grad(delta, scale, views, blocks, log)
         loss = data
-        if use_prior:
-            prior, g_prior = _prior_grad(delta, scale, edges)
+        if prior is not None:
+            value, g_prior = prior(delta, scale, log)
             grad = grad + config.smooth_weight * g_prior
-            loss = data + config.smooth_weight * prior
+            loss = data + config.smooth_weight * value
         if log:
             fit.loss_steps.append(step)
             fit.loss.append(float(loss))

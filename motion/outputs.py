@@ -7,7 +7,6 @@ fast zlib settings (level 1) from a few threads (zlib releases the GIL).
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from scene.io import (
 from scene.paths import MASK_CMD, MOTION_CMD, MotionPaths, ScenePaths
 from scene.quality import LoopMeter, retention_plot
 from utils.console import warn
+from utils.plots import BLUE, RED, Curve, line_plot
 
 
 @dataclass
@@ -131,38 +131,16 @@ def write_flows(out: MotionPaths, flows: torch.Tensor, views: ViewSet) -> None:
     write_png(out.flow_arrows, draw_flow_arrows(views.photo.image, arrays[0], views.hints))
 
 
-def loss_plot(report: dict, width: int = 640, height: int = 360) -> np.ndarray:
-    """The loss curve (log scale) with the final EPE, as an (H, W, 3) uint8 picture."""
-    import cv2
-
-    img = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 70, 20, 40, 40
-    curves = [(report["loss"], (200, 40, 40)), (report["data_loss_l1"], (40, 40, 200))]
-    values = np.array([v for c, _ in curves for v in c if v > 0] or [1.0])
-    lo, hi = math.log10(values.min()), math.log10(values.max())
-    hi = hi if hi > lo else lo + 1.0
+def loss_plot(report: dict) -> np.ndarray:
+    """The 3D motion fit's loss curves (log scale) with the final EPE, as an (H, W, 3) uint8 picture."""
     steps = report["steps"] or [0]
-    last = max(steps[-1], 1)
-    cv2.rectangle(img, (left, top), (width - right, height - bottom), (0, 0, 0), 1)
-
-    def xy(step: float, value: float) -> tuple[int, int]:
-        x = left + (width - left - right) * step / last
-        y = top + (height - top - bottom) * (hi - math.log10(max(value, 1e-12))) / (hi - lo)
-        return round(x), round(y)
-
-    for curve, colour in curves:
-        pts = np.array([xy(s, v) for s, v in zip(steps, curve)], np.int32)
-        if len(pts) > 1:
-            cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
-    for value in (hi, lo):
-        cv2.putText(img, f"{10**value:.2g}", (4, xy(0, 10**value)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    cv2.putText(img, f"step {last}", (width - right - 70, height - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     epe = report["epe_px_per_frame"]
-    title = "3D motion: loss (red), L1 data term (blue); final EPE " + (
-        f"{epe:.4f} px/frame" if epe is not None else "n/a"
-    )
-    cv2.putText(img, title, (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    return img
+    title = "3D motion fit; final EPE " + (f"{epe:.4f} px/frame" if epe is not None else "n/a")
+    curves = [
+        Curve(steps, report["loss"], RED, "loss (data + prior)"),
+        Curve(steps, report["data_loss_l1"], BLUE, "L1 data term"),
+    ]
+    return line_plot(curves, title, width=640, height=360, log_y=True)
 
 
 # ----------------------------------------------------------------------------- video

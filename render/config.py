@@ -40,6 +40,11 @@ class RenderConfig:
     """Background colour: black, white or R,G,B in [0, 1]."""
     path_scale: float | None = None
     """Unit of the presets' amplitudes in scene units; none = automatic (docs/camera_paths.md)."""
+    fill_limit: float = 0.02
+    """Most of any frame's pixels that may show content the photo never showed (filled holes, or nothing):
+    each path zooms in (a crop) and, past --max_zoom, moves less until it stays under it; 1 = never frame."""
+    max_zoom: float = 1.3
+    """The largest zoom the framing may use before it reduces a preset path's motion."""
     iteration: int | None = None
     """Trained iteration to load; none = the last."""
     device: str = "auto"
@@ -63,6 +68,8 @@ class RenderConfig:
             f"--path_scale must be positive, got {self.path_scale}",
             "omit it for the automatic scale",
         )
+        require(0 < self.fill_limit <= 1, f"--fill_limit must be in (0, 1], got {self.fill_limit}", "e.g. 0.02")
+        require(1 <= self.max_zoom <= 4, f"--max_zoom must be in [1, 4], got {self.max_zoom}", "e.g. 1.3")
         image_size(self.resolution, 8192, 8192, upscale=True)  # syntax and range, before the model loads
         background_rgb(self.background)
 

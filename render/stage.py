@@ -15,6 +15,7 @@ from scene.manifest import StageRun, check_writable, read_manifest, require_stag
 from scene.paths import ScenePaths
 from scene.quality import LoopMeter
 from utils.config import to_dict
+from utils.console import info
 from utils.device import resolve_device
 from utils.errors import UserError
 
@@ -61,17 +62,22 @@ def run(config: RenderConfig) -> RenderSummary:
             f"{scene.root} has no cameras for the trained model", "re-run train_motion.py and train_4DGS.py"
         )
     photo = model.cameras[0]
+    size = image_size(config.resolution, photo.width, photo.height, upscale=True)
+    if config.resolution is None:
+        size = training_size(scene) or size
     options = RenderOptions(
         paths=paths,
         loops=config.loops,
         fps=config.fps,
-        size=image_size(config.resolution, photo.width, photo.height, upscale=True),
+        size=size,
         gif=config.gif,
         save_frames=config.save_frames,
         export_ply=config.export_ply,
         background=background_rgb(config.background),
         backend=config.backend,
         path_scale=config.path_scale,
+        fill_limit=config.fill_limit,
+        max_zoom=config.max_zoom,
     )
     recorded = {**to_dict(config), "paths": [p.name for p in paths]}  # presets and the custom path, resolved
     run_ = StageRun(scene, "render", recorded, inputs=[scene.manifest("gaussians")])
@@ -89,6 +95,23 @@ def run(config: RenderConfig) -> RenderSummary:
         outputs += [scene.video_quality, scene.video_quality_plot]
     run_.finish(outputs=outputs)
     return summary
+
+
+def training_size(scene: ScenePaths) -> tuple[int, int] | None:
+    """The size a CPU-preset model was trained at, the default size of its videos (rendering it larger
+    shows a blur, slowly); None for other presets (their videos take the photo's size)."""
+    import json
+
+    try:
+        config = json.loads(scene.gaussians.config.read_text())
+        metrics = json.loads(scene.gaussians.metrics.read_text())
+        if config.get("preset") == "cpu":
+            w, h = (int(v) for v in metrics["resolution"])
+            info(f"rendering at the CPU preset's training size {w}x{h} (--resolution to change it)")
+            return w, h
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def static_meter(scene: ScenePaths, model: LoopModel) -> dict[str, LoopMeter]:

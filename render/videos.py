@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from render.camera_paths import CameraPath, path_cameras, reference_depth
+from render.framing import Coverage, FramedPath, frame_path
 from scene.cameras import CameraBatch
 from scene.gaussians import GaussianParams, save_ply
 from scene.io import Camera, write_json, write_png
@@ -59,6 +60,8 @@ class RenderOptions:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1]
     backend: str = "auto"  # rasterizer: "auto" | "torch" | "gsplat"
     path_scale: float | None = None  # presets' unit; None = reference depth of the photo (camera_paths.py)
+    fill_limit: float = 0.02  # most of a frame's pixels that may show filled content (render/framing.py); 1 = off
+    max_zoom: float = 1.3  # the framing zooms at most this much before it shrinks a preset's motion
 
 
 @dataclass
@@ -68,6 +71,9 @@ class PathResult:
     raster_s: float  # rasterization only
     video: Path
     extra: list[Path] = field(default_factory=list)  # gif, frames folder
+    zoom: float = 1.0  # the framing (render/framing.py)
+    amplitude: float = 1.0
+    filled_max: float | None = None  # the largest fraction of a frame's pixels showing filled content
 
 
 @dataclass
@@ -105,8 +111,20 @@ class RenderSummary:
             "path_scale": self.path_scale,
             "frames_rendered": self.frames,
             "render_fps": round(self.render_fps, 2),
-            "paths": {r.name: {"frames": r.frames, "raster_s": round(r.raster_s, 4)} for r in self.results},
+            "paths": {r.name: _path_info(r) for r in self.results},
         }
+
+
+def _path_info(r: PathResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "frames": r.frames,
+        "raster_s": round(r.raster_s, 4),
+        "zoom": r.zoom,
+        "amplitude": r.amplitude,
+    }
+    if r.filled_max is not None:
+        out["filled_fraction_max"] = round(r.filled_max, 5)
+    return out
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -199,6 +217,40 @@ def render_frames(
         seconds = time.perf_counter() - start
         frames = (out.rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
         yield frames.cpu().numpy(), seconds
+
+
+# ----------------------------------------------------------------------------- framing
+
+
+def _coverage(model: LoopModel, baked: list[GaussianParams]) -> Coverage | None:
+    """The baked loop with its photo-coverage colours (render/framing.py), or None when the model has no such flag."""
+    rows = getattr(model, "photo_rows", None)
+    return Coverage.of(baked, rows()) if rows is not None else None
+
+
+def _small(base: Camera, width: int = 320) -> Camera:
+    """``base`` at most ``width`` wide, for the coverage renders (smaller, a frame's one-pixel edge weighs more)."""
+    w = min(width, base.width)
+    return resize_camera(base, w, max(8, round(base.height * w / base.width)))
+
+
+def _framed_paths(options: RenderOptions, coverage, base: Camera, scale: float) -> tuple[list[FramedPath], list[float]]:
+    """Every path framed so that its filled content stays under ``options.fill_limit``, with the largest
+    filled fraction measured over its frames (at :func:`_small`'s size)."""
+    n_video = options.loops * len(coverage.baked)
+    small = _small(base)
+    paths, worst = [], []
+    for path in options.paths:
+        framed, filled = frame_path(
+            path, coverage, small, scale, n_video, options.fill_limit, options.max_zoom, options.backend
+        )
+        if framed.zoom != 1.0 or framed.amplitude != 1.0:
+            info(
+                f"{path.name}: zoom {framed.zoom:.3g}, motion x{framed.amplitude:.3g} keep filled content off the frame"
+            )
+        paths.append(framed)
+        worst.append(filled)
+    return paths, worst
 
 
 # ----------------------------------------------------------------------------- writing
@@ -379,6 +431,10 @@ def render_videos(
         f"{len(baked[0])} Gaussians, {len(baked)} frames per loop baked in {bake_s:.2f} s; "
         f"{size[0]}x{size[1]}, {options.loops} loop(s) at {options.fps:g} fps, path scale {scale:.3g}"
     )
-    results = render_paths(baked, base, scale, options, out, meters)
+    coverage = _coverage(model, baked)
+    framed, filled = _framed_paths(options, coverage, base, scale) if coverage is not None else (options.paths, [])
+    results = render_paths(baked, base, scale, replace(options, paths=tuple(framed)), out, meters)
+    for result, path, worst in zip(results, framed, filled):
+        result.zoom, result.amplitude, result.filled_max = path.zoom, path.amplitude, worst
     ply_dir = export_loop_ply(baked, out / "ply") if options.export_ply else None
     return RenderSummary(results, len(baked[0]), len(baked), size, scale, bake_s, ply_dir, time.perf_counter() - start)

@@ -133,6 +133,10 @@ class GaussianPaths:
         return self.dir / "metrics.json"
 
     @property
+    def training_plot(self) -> Path:  # loss and PSNR over the iterations, coarse and fine stages
+        return self.dir / "training.png"
+
+    @property
     def previews_dir(self) -> Path:
         return self.dir / "previews"
 

@@ -211,34 +211,17 @@ def video_quality(
     return meter.result()
 
 
-def retention_plot(curves: dict[str, Sequence[float]], width: int = 640, height: int = 280) -> np.ndarray:
-    """Texture retention over the loop (x: loop time 0..1, y: 0..1.5) for each named curve; (H, W, 3) uint8."""
-    img = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 50, 20, 30, 30
-    x0, x1, y0, y1 = left, width - right, top, height - bottom
-    cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
+def retention_plot(curves: dict[str, Sequence[float | None]]) -> np.ndarray:
+    """Texture retention over the loop (x: loop time 0..1) of each named curve, with the targets; (H, W, 3) uint8."""
+    from utils.plots import BLUE, GREEN, GREY, PURPLE, RED, Curve, line_plot
 
-    def y_of(v: float) -> int:
-        return round(y1 - (y1 - y0) * min(max(v, 0.0), 1.5) / 1.5)
-
-    for v in (0.6, 0.8, 1.0):
-        cv2.line(img, (x0, y_of(v)), (x1, y_of(v)), (200, 200, 200), 1)
-        cv2.putText(img, f"{v:.1f}", (8, y_of(v) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    colours = [(200, 40, 40), (40, 40, 200), (40, 150, 40), (150, 40, 150)]
-    for (name, curve), colour in zip(curves.items(), colours):
-        c = np.asarray([np.nan if v is None else v for v in curve], np.float64)
-        if len(c) < 2:
-            continue
-        xs = x0 + (x1 - x0) * np.arange(len(c)) / len(c)
-        pts = np.stack([xs, [y_of(v) if np.isfinite(v) else y1 for v in c]], 1).round().astype(np.int32)
-        cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
-        cv2.putText(
-            img, name, (x0 + 8 + 180 * list(curves).index(name), y0 - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1
-        )
-    cv2.putText(
-        img, "texture retention over the loop", (x1 - 250, height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1
-    )
-    return img
+    colours = [RED, BLUE, GREEN, PURPLE]
+    lines = [
+        Curve([i / len(c) for i in range(len(c))], c, colours[k % 4], name)
+        for k, (name, c) in enumerate(curves.items())
+    ]
+    targets = [(1.0, GREY, "the photo"), (0.8, GREY, "median target"), (0.6, GREY, "min target")]
+    return line_plot(lines, "texture retention over the loop (loop time 0..1)", y_range=(0.0, 1.5), hlines=targets)
 
 
 # ----------------------------------------------------------------------------- fills

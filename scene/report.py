@@ -1,8 +1,8 @@
 """SCENE/report.html: one page showing what every stage produced, rebuilt from the scene folder.
 
 Each stage calls :func:`write_report` when it finishes. The page is derived only from files and
-manifests in the folder (so it is always consistent with them); pictures and videos are referenced
-beside it with relative paths, curves are inline SVG.
+manifests in the folder (so it is always consistent with them); pictures (curves too) and videos are
+referenced beside it with relative paths.
 """
 
 from __future__ import annotations
@@ -49,26 +49,6 @@ def _figure(scene: ScenePaths, path: Path, caption: str) -> str:
     return f"<figure>{media}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
-def svg_curve(values: list[float], width: int = 480, height: int = 160, label: str = "") -> str:
-    """A polyline plot of ``values`` as inline SVG (log-free, min-max scaled)."""
-    values = [float(v) for v in values if v == v]  # drop NaN
-    if len(values) < 2:
-        return ""
-    lo, hi = min(values), max(values)
-    span = hi - lo or 1.0
-    step = (width - 20) / (len(values) - 1)
-    points = " ".join(
-        f"{10 + i * step:.1f},{height - 20 - (v - lo) / span * (height - 40):.1f}" for i, v in enumerate(values)
-    )
-    text = html.escape(f"{label}  min {lo:.4g}  max {hi:.4g}  last {values[-1]:.4g}")
-    return (
-        f'<figure><svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" role="img">'
-        f'<rect width="100%" height="100%" fill="#fafafa" stroke="#ddd"/>'
-        f'<polyline fill="none" stroke="#1f6feb" stroke-width="1.5" points="{points}"/></svg>'
-        f"<figcaption>{text}</figcaption></figure>"
-    )
-
-
 def _table(rows: list[tuple[str, str]], header: tuple[str, str]) -> str:
     body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td></tr>" for a, b in rows)
     return f"<table><tr><th>{html.escape(header[0])}</th><th>{html.escape(header[1])}</th></tr>{body}</table>"
@@ -98,19 +78,9 @@ def _stage_media(scene: ScenePaths, stage: str, manifest: dict[str, Any]) -> lis
         parts += [_figure(scene, p, f"looping video, view {p.stem}") for p in sorted(m.video_dir.glob("*.mp4"))]
         return parts
     if stage == "gaussians":
-        metrics_path = scene.gaussians_dir / "metrics.json"
-        parts = []
-        if metrics_path.is_file():
-            try:
-                metrics = json.loads(metrics_path.read_text())
-            except json.JSONDecodeError:
-                metrics = {}
-            for key, values in metrics.items():
-                if isinstance(values, list) and len(values) > 1 and all(isinstance(v, (int, float)) for v in values):
-                    parts.append(svg_curve(values, label=key))
+        parts = [_figure(scene, scene.gaussians.training_plot, "training: loss and PSNR over the iterations")]
         previews = sorted((scene.gaussians_dir / "previews").glob("*.png"))
-        parts += [_figure(scene, p, f"preview {p.stem}") for p in previews[-4:]]
-        return parts
+        return parts + [_figure(scene, p, f"preview {p.stem}") for p in previews[-4:]]
     parts = [_figure(scene, p, p.stem) for p in sorted(scene.video_dir.glob("*.mp4"))]
     return [*parts, _figure(scene, scene.video_quality_plot, "texture retention of the static render over the loop")]
 

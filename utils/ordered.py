@@ -9,13 +9,12 @@ results whatever the thread count (stage 1, docs/robustness.md) uses only:
 
 - element-wise ``+ - * /``, ``sqrt`` and comparisons: exact IEEE operations, whatever the partition;
 - sums in a fixed pairwise order (:func:`ordered_sum`), made of element-wise additions;
-- scatter-adds in fixed-point integers (:func:`exact_index_add`): integer addition is exact in any order;
+- ``index_add_`` scatter-adds: torch's CPU kernel adds in index order, whatever the thread count;
 - transcendental functions through :func:`serial`, in blocks too small for torch to split.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -52,34 +51,6 @@ def ordered_mean(x: Tensor, dim: int | None = None) -> Tensor:
     """:func:`ordered_sum` divided by the number of terms."""
     n = x.numel() if dim is None else x.shape[dim]
     return ordered_sum(x, dim) / max(n, 1)
-
-
-def exact_index_add(size: int, index: Tensor, values: Tensor) -> Tensor:
-    """``zeros(size, ...).index_add_(0, index, values)``, reproducible in any order of addition.
-
-    Each value is scaled by a power of two and rounded to an int64 (the scale leaves room for the
-    largest possible row sum below 2**62), the integers are added (exact, so the order of the
-    atomic or threaded adds cannot matter), and the sums scaled back. The rounding step is
-    ``max|values| * max count / 2**62``: far below float32 resolution for the largest rows.
-
-    Args:
-        size: rows of the result. index: [E] int64 row of each value. values: [E, ...] float.
-    """
-    if index.ndim != 1 or values.shape[0] != index.shape[0]:
-        raise ValueError(f"index must be [E] and values [E, ...], got {tuple(index.shape)}, {tuple(values.shape)}")
-    out_shape = (size, *values.shape[1:])
-    if index.numel() == 0:
-        return torch.zeros(out_shape, dtype=values.dtype, device=values.device)
-    peak = float(values.detach().abs().max())
-    if not math.isfinite(peak):
-        raise ValueError("values must be finite")
-    if peak == 0.0:
-        return torch.zeros(out_shape, dtype=values.dtype, device=values.device)
-    count = int(torch.bincount(index, minlength=size).max())
-    scale = 2.0 ** (62 - math.ceil(math.log2(peak * count)) - 1)
-    fixed = torch.round(values.detach().double() * scale).long()
-    acc = torch.zeros(out_shape, dtype=torch.int64, device=values.device).index_add_(0, index, fixed)
-    return (acc.double() / scale).to(values.dtype)
 
 
 def serial(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

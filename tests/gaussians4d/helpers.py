@@ -57,6 +57,7 @@ def tiny_trainable(n: int = 30) -> TrainableGaussians:
         "moving": moving,
         "motion": torch.randn(n, 3, generator=g) * moving[:, None],
         "threshold": torch.rand(n, generator=g) * 0.3 + 0.1,
+        "from_photo": torch.arange(n) % 3 != 0,
     }
     return TrainableGaussians(tensors, tiny_field(randomize=False), LoopSchedule(8, cycle=4), 1.0)
 

@@ -83,7 +83,8 @@ def test_deform_gradients_flow_to_canonical_and_field():
 
 def _model(flow_scale: float) -> FourDGaussians:
     params, moving, motion, threshold, depth, schedule = _moving_setup()
-    return FourDGaussians(params, moving, motion, threshold, depth, tiny_field(), schedule, flow_scale, [])
+    from_photo = torch.ones(len(params), dtype=torch.bool)
+    return FourDGaussians(params, moving, from_photo, motion, threshold, depth, tiny_field(), schedule, flow_scale, [])
 
 
 def test_fourd_at_time_loops_and_has_no_grad():

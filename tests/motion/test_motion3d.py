@@ -9,7 +9,7 @@ import torch
 from motion.config import FitConfig
 from motion.motion3d import (
     _blocks,
-    _prior_grad,
+    _Prior,
     _Views,
     end_point_error,
     fit_motion,
@@ -69,7 +69,7 @@ def test_prior_gradient_matches_autograd():
     delta = torch.randn(30, 3)
     scale = torch.rand(30, 1) + 0.1
     edges = torch.randint(0, 30, (80, 2))
-    value, grad = _prior_grad(delta, scale, edges)
+    value, grad = _Prior(scale, edges)(delta, scale, True)
     d = delta.clone().requires_grad_(True)
     i, j = edges[:, 0], edges[:, 1]
     ref = (((d[i] * scale[i] - d[j] * scale[j]) / (0.5 * (scale[i] + scale[j]))).square().sum(-1)).mean()

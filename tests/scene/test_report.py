@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from scene.paths import ScenePaths
-from scene.report import build_report, svg_curve, write_report
+from scene.report import build_report, write_report
 from tests.pipeline_fixtures import pipeline  # noqa: F401 (fixture)
 from utils.video import write_mp4
 
@@ -35,10 +35,10 @@ def test_report_lists_stages_and_warnings(toy_scene):
     assert 'class="warn"' in build_report(scene) and "depth prior used" in build_report(scene)
 
 
-def test_svg_curve_scales_values():
-    svg = svg_curve([3.0, 2.0, 1.0], label="loss")
-    assert svg.startswith("<figure><svg") and "last 1" in svg
-    assert svg_curve([1.0]) == ""
+def test_report_shows_the_quality_and_training_curves(pipeline):  # noqa: F811
+    page = build_report(ScenePaths(pipeline.state("render")))
+    for picture in ("motion/loop_quality.png", "gaussians/training.png", "motion/motion_loss.png"):
+        assert picture in page, picture
 
 
 def _load_in_chromium(report: Path, screenshot: Path) -> tuple[list[str], list, list]:

@@ -1,0 +1,151 @@
+"""Keeping what the photo never showed out of the frame.
+
+Every Gaussian knows whether it was born from a photo pixel or from a hole filled in another view
+(``from_photo``, stage 1's ``points.ply`` view column). Rendering that flag as a colour gives each pixel
+the share of its colour that comes from the photo (the *coverage*, 0 where nothing is drawn); a pixel
+whose coverage is below one half shows filled (or empty) content. A path is *framed* by a zoom about
+the image centre (a crop: the original crops 32 px) and, where the largest allowed zoom is not enough,
+a smaller amplitude of its motion, both chosen so that no frame has more than ``limit`` of its pixels
+from filled content (:func:`frame_path`). A zoom keeps the camera and lengthens the focal, so it shows the
+central part of the frame: one coverage render per frame decides the zoom exactly. The render records, per path, the zoom, the amplitude and the
+largest filled fraction it measured over all its frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from render.camera_paths import CameraPath, PresetPath, frame_phases
+from scene.cameras import Camera, CameraBatch
+from scene.gaussians import GaussianParams
+
+COVERED = 0.5  # a pixel whose colour is at least this much from photo-born Gaussians shows the photo
+SEARCH_STEPS = 5  # bisection steps for a smaller amplitude: 1/32 of the range
+
+
+@dataclass(frozen=True)
+class FramedPath:
+    """``path`` zoomed by ``zoom`` (focal x zoom about the image centre) with its motion scaled by ``amplitude``."""
+
+    path: CameraPath
+    zoom: float = 1.0
+    amplitude: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def loops(self) -> bool:
+        return self.path.loops
+
+    def camera(self, s: float, base: Camera, scale: float) -> Camera:
+        cam = self.path.camera(s, base, scale * self.amplitude)
+        if self.zoom == 1.0:
+            return cam
+        K = cam.K.copy()
+        K[0, 0] *= self.zoom
+        K[1, 1] *= self.zoom
+        return Camera(K, cam.w2c, cam.width, cam.height)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The baked loop (one GaussianParams per loop frame) and each row's colour: 1 = born from the photo."""
+
+    baked: list[GaussianParams]
+    colours: Tensor  # [N + M, 3] float
+
+    @classmethod
+    def of(cls, baked: list[GaussianParams], from_photo: Tensor) -> Coverage:
+        flag = from_photo.to(baked[0].means.device, baked[0].means.dtype)
+        return cls(baked, flag[:, None].expand(-1, 3).contiguous())
+
+
+@torch.no_grad()
+def filled_maps(coverage: Coverage, cameras: list[Camera], frames: list[int], backend: str) -> Tensor:
+    """[K, H, W] bool: the pixels below :data:`COVERED` of each camera seeing loop frame ``frames[k]``
+    (cameras of one loop frame are rendered together, in batches of 16)."""
+    from gaussian_renderer import render
+
+    device = coverage.colours.device
+    w, h = cameras[0].width, cameras[0].height
+    out = torch.zeros(len(cameras), h, w, dtype=torch.bool)
+    by_frame: dict[int, list[int]] = {}
+    for k, j in enumerate(frames):
+        by_frame.setdefault(j % len(coverage.baked), []).append(k)
+    for j, ks in by_frame.items():
+        g = coverage.baked[j]
+        for start in range(0, len(ks), 16):
+            batch_ks = ks[start : start + 16]
+            batch = CameraBatch.of([cameras[k] for k in batch_ks], device)
+            rgb = render(
+                g.means, g.quats, g.scales, g.opacities, coverage.colours, batch.viewmats, batch.Ks, w, h,
+                sh_degree=None, backend=backend, validate=False,
+            ).rgb  # fmt: skip
+            out[batch_ks] = (rgb[..., 0] < COVERED).cpu()
+    return out
+
+
+def filled_fractions(coverage: Coverage, cameras: list[Camera], frames: list[int], backend: str) -> np.ndarray:
+    """For each camera, the fraction of its pixels showing filled content (see :func:`filled_maps`)."""
+    return filled_maps(coverage, cameras, frames, backend).float().mean(dim=(1, 2)).numpy()
+
+
+def after_zoom(maps: Tensor, zoom: float) -> np.ndarray:
+    """The filled fraction of each map [K, H, W] once zoomed by ``zoom`` about the image centre: a zoom keeps
+    the same camera with a longer focal, so it shows exactly the central 1/zoom of the frame."""
+    h, w = maps.shape[1:]
+    cw, ch = max(1, round(w / zoom)), max(1, round(h / zoom))
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    return maps[:, y0 : y0 + ch, x0 : x0 + cw].float().mean(dim=(1, 2)).numpy()
+
+
+def _path_maps(path: CameraPath, coverage: Coverage, base: Camera, scale: float, n_video: int, backend: str) -> Tensor:
+    phases = frame_phases(n_video, path.loops)
+    cams = [path.camera(float(phases[j]), base, scale) for j in range(n_video)]
+    return filled_maps(coverage, cams, list(range(n_video)), backend)
+
+
+def frame_path(
+    path: CameraPath,
+    coverage: Coverage,
+    base: Camera,
+    scale: float,
+    n_video: int,
+    limit: float,
+    max_zoom: float,
+    backend: str = "auto",
+) -> tuple[FramedPath, float]:
+    """The least zoom (up to ``max_zoom``) keeping every frame's filled fraction <= ``limit``; past ``max_zoom``,
+    also the largest amplitude that does (presets only). ``base`` may be a small camera. Every frame of the
+    path is rendered once (the coverage maps); zooms are crops of them. Returns the framed path and its
+    largest filled fraction over every frame."""
+    maps = _path_maps(path, coverage, base, scale, n_video, backend)
+    if limit >= 1.0 or after_zoom(maps, 1.0).max() <= limit:
+        return FramedPath(path), float(after_zoom(maps, 1.0).max())
+    if after_zoom(maps, max_zoom).max() <= limit or not isinstance(path, PresetPath):
+        zoom = _least_zoom(maps, limit, max_zoom)
+        return FramedPath(path, zoom), float(after_zoom(maps, zoom).max())
+    lo, hi = 0.0, 1.0  # a smaller motion (rare): lo passes (the photo's camera), hi fails
+    for _ in range(SEARCH_STEPS):
+        mid = 0.5 * (lo + hi)
+        trial = _path_maps(FramedPath(path, 1.0, mid), coverage, base, scale, n_video, backend)
+        lo, hi = (mid, hi) if after_zoom(trial, max_zoom).max() <= limit else (lo, mid)
+    trial = _path_maps(FramedPath(path, 1.0, lo), coverage, base, scale, n_video, backend)
+    return FramedPath(path, max_zoom, round(lo, 4)), float(after_zoom(trial, max_zoom).max())
+
+
+def _least_zoom(maps: Tensor, limit: float, max_zoom: float) -> float:
+    """The smallest zoom in [1, max_zoom] whose crops all stay <= ``limit`` (max_zoom if none does)."""
+    lo, hi = 1.0, max_zoom
+    if after_zoom(maps, hi).max() > limit:
+        return max_zoom
+    for _ in range(12):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if after_zoom(maps, mid).max() <= limit else (mid, hi)
+    return round(hi, 4)
