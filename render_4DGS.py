@@ -19,23 +19,25 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from render.config import RenderConfig
-from utils.cli import config_from_args, config_parser, run_main
-from utils.console import info
+from utils.cli import config_from_args, config_parser, run_main  # the standard library only: errors stay one line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
+    from render.config import RenderConfig
+
     parser = config_parser(RenderConfig, "render_4DGS.py", __doc__)
     config = config_from_args(RenderConfig(), parser.parse_args(argv))
     from render.stage import run
+    from utils.console import info
 
     summary = run(config)
     w, h = summary.size
     info(
         f"{len(summary.results)} path(s) x {summary.results[0].frames} frames at {w}x{h}: "
         f"rendering {summary.render_fps:.1f} FPS ({summary.frames} frames in {summary.raster_s:.2f} s of "
-        f"rasterization); total {time.perf_counter() - start:.1f} s -> {Path(config.input_dir) / 'video'}"
+        f"rasterization); total {time.perf_counter() - start:.1f} s -> {Path(config.input_dir) / 'video'}; "
+        f"report: {Path(config.input_dir) / 'report.html'}"
     )
     return 0
 

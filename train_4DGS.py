@@ -20,14 +20,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gaussians4d.config import TrainConfig, machine_preset, preset, preset_defaults
-from utils.cli import config_from_args, config_parser, run_main
-from utils.config import given
-from utils.console import info
+from utils.cli import config_from_args, config_parser, run_main  # the standard library only: errors stay one line
+
+RESUMES = "interrupted; re-run the same command to resume from the last checkpoint (--fresh to start over)."
 
 
-def build_config(argv: Sequence[str] | None = None) -> TrainConfig:
+def build_config(argv: Sequence[str] | None = None):
     """The command line -> the resolved config: the preset (auto: gpu with CUDA, else cpu), then the options typed."""
+    from gaussians4d.config import TrainConfig, machine_preset, preset, preset_defaults
+    from utils.config import given
+
     parser = config_parser(TrainConfig, "train_4DGS.py", __doc__, defaults=preset_defaults())
     args = parser.parse_args(argv)
     typed = given(args, TrainConfig)
@@ -39,6 +41,7 @@ def build_config(argv: Sequence[str] | None = None) -> TrainConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     config = build_config(argv)
     from gaussians4d.stage import run
+    from utils.console import info
 
     metrics = run(config)
     if metrics is None:
@@ -47,10 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     info(
         f"{config.input_dir}: {metrics['n_gaussians']} Gaussians ({metrics['n_moving']} moving), "
         f"PSNR train {metrics['psnr_train']:.2f} dB, held-out {'n/a' if held is None else f'{held:.2f} dB'}, "
-        f"loop of {metrics['n_frames']} frames -> {Path(config.input_dir) / 'gaussians'}"
+        f"loop of {metrics['n_frames']} frames -> {Path(config.input_dir) / 'gaussians'}; "
+        f"report: {Path(config.input_dir) / 'report.html'}"
     )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(run_main(main, interrupted=RESUMES))

@@ -18,22 +18,24 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from motion.config import MotionConfig
-from utils.cli import config_from_args, config_parser, run_main
-from utils.console import info
+from utils.cli import config_from_args, config_parser, run_main  # the standard library only: errors stay one line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from motion.config import MotionConfig
+
     parser = config_parser(MotionConfig, "train_motion.py", __doc__)
     config = config_from_args(MotionConfig(), parser.parse_args(argv))
     from motion.stage import run
+    from utils.console import info
 
     manifest = run(config)
     views, depth = manifest["info"]["views"], manifest["info"]["depth"]
     info(
         f"{config.input_dir}: {views['size'][0]}x{views['size'][1]}, {len(views['hole_fraction'])} views, "
         f"{views['points']} points (depth {depth['method']}, inpaint {views['inpaint']}) "
-        f"in {manifest['timings_s']['total']:.1f} s -> {Path(config.input_dir) / 'motion'}"
+        f"in {manifest['timings_s']['total']:.1f} s -> {Path(config.input_dir) / 'motion'}; "
+        f"report: {Path(config.input_dir) / 'report.html'}"
     )
     return 0
 

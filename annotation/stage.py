@@ -28,6 +28,7 @@ from annotation.labelme import (
 )
 from annotation.masks import assign_hint_regions, drop_empty_regions, rasterize_regions, render_preview
 from scene.io import Hint, atomic_path, remove_stale_temps, write_hints, write_labels, write_mask, write_png
+from scene.lock import scene_lock
 from scene.manifest import StageRun, check_writable
 from scene.paths import ScenePaths
 from utils.console import warn
@@ -65,8 +66,10 @@ class _Warnings(list):
 
 def run(config: MaskConfig) -> MaskResult:
     """The whole stage: read and check the annotation, then write the outputs and the manifest."""
-    result = build_mask(config.input_dir)
-    write_mask_outputs(result, config)
+    scene, _ = resolve_input(config.input_dir)
+    with scene_lock(scene.root, f"generate_mask.py --input_dir {config.input_dir}"):
+        result = build_mask(config.input_dir)
+        write_mask_outputs(result, config)
     return result
 
 
@@ -115,11 +118,27 @@ def build_mask(input_dir: str | Path) -> MaskResult:
     if not shapes:
         raise UserError(f"every motion region of {json_path} lies outside the image", "redraw the regions")
     hints = assign_hint_regions(hints, regions, log.add)
+    warn_what_will_not_move(shapes, hints, w, h, log.add)
     if legacy is not None and all((legacy / n).is_file() for n in LEGACY_FILES):
         check_legacy_agrees(legacy, regions, log.add)
     labels = [s.label for s in shapes]
     timings = {"read_json": t1 - t0, "read_image": t2 - t1, "rasterise": time.perf_counter() - t2}
     return MaskResult(scene, json_path, image_path, image, regions, labels, hints, list(log), timings)
+
+
+def warn_what_will_not_move(shapes, hints: list[Hint], width: int, height: int, add) -> None:
+    """Say now, where labelme can fix it, what train_motion.py would otherwise find: a region no hint starts
+    in stays still; a hint whose end leaves the image is read at the image's border."""
+    driven = {h_.region for h_ in hints}
+    for k, shape in enumerate(shapes, 1):
+        if k not in driven:
+            add(f"region {k} '{shape.label}' has no hint starting inside it: it will not move (draw a hint line in it)")
+    for h_ in hints:
+        x, y = h_.end
+        if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
+            add(
+                f"hint '{h_.label}' points out of the image (its end is at {x:.0f}, {y:.0f}): its depth is read at the border"
+            )
 
 
 @contextlib.contextmanager

@@ -11,14 +11,15 @@ import shutil
 
 import torch
 
-from gaussians4d.config import TrainConfig
+from gaussians4d.config import TrainConfig, preset
 from gaussians4d.data import TrainData, load_data
 from gaussians4d.model import TrainableGaussians, init_gaussians, save_trained
 from gaussians4d.trainer import Trainer
 from scene.io import read_npy, read_points, remove_stale_temps, write_json, write_png
+from scene.lock import scene_lock
 from scene.manifest import StageRun, check_writable, file_hash
 from scene.paths import ScenePaths
-from utils.config import to_dict
+from utils.config import command_line, to_dict
 from utils.console import info
 from utils.device import resolve_device
 from utils.errors import UserError
@@ -48,13 +49,19 @@ def run(config: TrainConfig) -> dict | None:
     scene = ScenePaths(config.input_dir)
     if not scene.root.is_dir():
         raise UserError(f"{scene.root} is not a folder", "give the scene folder with --input_dir")
+    with scene_lock(scene.root, f"train_4DGS.py --input_dir {scene.root}"):
+        return _run(scene, config)
+
+
+def _run(scene: ScenePaths, config: TrainConfig) -> dict | None:
     device = resolve_device(config.run.device)
     torch.manual_seed(config.seed)
     data = load_data(scene, config, device)
     check_writable(scene.root)
     model = build_model(scene, config, data, device)  # reads the rest of stage 1: a bad file fails before any write
     paths = scene.gaussians
-    manifest = StageRun(scene, "gaussians", config, inputs=[scene.motion.dir, scene.manifest("motion")])
+    rerun = command_line("train_4DGS.py", config, preset(config.preset), always=("preset",))
+    manifest = StageRun(scene, "gaussians", config, [scene.motion.dir, scene.manifest("motion")], rerun)
     manifest.invalidate()
     remove_stale_temps(paths.dir)  # half-written checkpoints of a killed run
     meta = {"config_key": config.resume_key(), "motion_manifest": file_hash(scene.manifest("motion"))}

@@ -159,8 +159,8 @@ class VideoConfig:
     moment, blended keeping contrast (scene/loop.py); crossfade = one global cross-fade of copies a whole loop
     apart (the behaviour before, for comparison)."""
     cycle: int = 0
-    """Frames of the layers' cycle (a divisor of --n_frames); 0 = the divisor nearest to 24."""
-    transition: float = 0.2
+    """Frames of the layers' cycle (a divisor of --n_frames); 0 = the divisor nearest to 40."""
+    transition: float = 0.1
     """Fraction of a cycle a pixel takes to switch from one layer to the other (0 < t <= 0.5)."""
 
     def validate(self) -> None:
@@ -171,7 +171,7 @@ class VideoConfig:
             f"--cycle {self.cycle} does not divide --n_frames {self.n_frames}",
             "give a divisor of --n_frames of at least 2, or 0 for the default",
         )
-        require(0 < self.transition <= 0.5, f"--transition {self.transition} is out of range", "use e.g. 0.2")
+        require(0 < self.transition <= 0.5, f"--transition {self.transition} is out of range", "use e.g. 0.1")
 
     def schedule(self, seed: int, photo_size: tuple[int, int]) -> LoopSchedule:
         """The loop schedule these options describe (scene/loop.py)."""

@@ -230,6 +230,8 @@ def view_flows(views: ViewSet, config: FlowConfig, device: str, net=None) -> tup
         warn("no usable motion hint: the 3D motion is zero and the video is still")
     if config.uses_model and moving:
         return model_flows(views, lifted, moving, config, device, net), moving
+    from utils.console import track
+
     flows = [
         dense_flow(
             lifted,
@@ -239,7 +241,7 @@ def view_flows(views: ViewSet, config: FlowConfig, device: str, net=None) -> tup
             config.flow_sigma,
             weights_camera=photo.camera if config.flow_weights == "photo" else None,
         )
-        for v in views.views
+        for v in track(views.views, "flows")
     ]
     return torch.stack(flows), moving
 

@@ -17,9 +17,10 @@ at the point's depth in view 0). One unit of ``delta`` moves the point by about 
 depth, so one learning rate (in pixels) fits sky and foreground alike.
 
 Optimiser: an optional Gauss-Newton start (the per-point 3x3 least-squares problem of the linearised
-projection, a few iterations, exact for mutually consistent flows) then Adam on the L1 objective with
-a cosine-decayed learning rate. Adam normalises each coordinate's step, so it does not suffer from the
-vanishing per-point gradient of a mean-reduced loss over ~10^6 points that stalls plain SGD.
+projection, a few iterations, exact for mutually consistent flows) then Adam on the L1 objective with a
+learning rate warmed up over the first tenth of the steps, then cosine-decayed. Adam normalises each
+coordinate's step, so it does not suffer from the vanishing per-point gradient of a mean-reduced loss
+over ~10^6 points that stalls plain SGD.
 """
 
 from __future__ import annotations
@@ -333,8 +334,14 @@ class _Adam:
 
 
 def _lr_factor(step: int, total: int) -> float:
-    """Cosine decay from 1 to 0.01 over ``total`` steps."""
-    return 0.01 + 0.495 * (1 + math.cos(math.pi * min(step / max(total, 1), 1)))
+    """A linear warm-up over the first tenth of the steps, then a cosine decay from 1 to 0.01.
+
+    The warm-up keeps Adam's first steps (each of about the full learning rate, whatever the gradient)
+    from undoing the Gauss-Newton start: without it the loss jumped up for ~10 steps before falling.
+    """
+    warm = max(1, round(0.1 * total))
+    ramp = min(1.0, (step + 1) / warm)
+    return ramp * (0.01 + 0.495 * (1 + math.cos(math.pi * min(step / max(total, 1), 1))))
 
 
 def fit_motion(
@@ -377,7 +384,9 @@ def fit_motion(
     blocks = _blocks(xyz, targets, visible, views, chunk)
     adam = _Adam(delta)
     prior = _Prior(scale, edges) if edges is not None and len(edges) > 0 and config.smooth_weight > 0 else None
-    for step in range(config.train_iteration + 1):
+    from utils.console import track
+
+    for step in track(range(config.train_iteration + 1), "3D motion"):
         log = step % config.log_every == 0 or step == config.train_iteration
         grad, data = _objective_grad(delta, scale, views, blocks, log)
         loss = data

@@ -38,7 +38,7 @@ from scene.io import (
 )
 from scene.paths import MASK_CMD, MOTION_CMD, MotionPaths, ScenePaths
 from scene.quality import LoopMeter, retention_plot
-from utils.console import warn
+from utils.console import track, warn
 from utils.plots import BLUE, RED, Curve, line_plot
 
 
@@ -159,7 +159,7 @@ def write_video(
     pending = []
 
     def frames():
-        for i, frame in enumerate(animator.frames()):
+        for i, frame in enumerate(track(animator.frames(), f"video {view:02d}", total=animator.n)):
             array = to_uint8(frame.cpu().numpy())
             pending.append(pool.submit(write_png, out.video_frame(view, i), array, 1))
             if meter is not None:

@@ -20,10 +20,12 @@ from motion.config import InpaintConfig, MotionConfig, video_view_indices
 from motion.outputs import ViewSet, loss_plot, write_flows, write_loop_quality, write_video, write_views
 from scene.cameras import image_size
 from scene.io import Hint, read_hints, read_labels, read_rgb, to_uint8, write_json, write_npy, write_png
+from scene.lock import scene_lock
 from scene.loop import loop_record
 from scene.manifest import StageRun, check_writable, require_stage, staged_dir
 from scene.paths import MASK_CMD, MotionPaths, ScenePaths
 from scene.quality import LoopMeter
+from utils.config import command_line
 from utils.console import info, track, warn
 from utils.device import resolve_device
 from utils.errors import UserError
@@ -40,6 +42,11 @@ def run(config: MotionConfig) -> dict:
     scene = ScenePaths(config.input_dir)
     if not scene.root.is_dir():
         raise UserError(f"{scene.root} is not a folder", "give the scene folder with --input_dir")
+    with scene_lock(scene.root, f"train_motion.py --input_dir {scene.root}"):
+        return _run(scene, config)
+
+
+def _run(scene: ScenePaths, config: MotionConfig) -> dict:
     require_stage(scene, "mask")
     check_writable(scene.root)
     check_models(config)
@@ -47,7 +54,8 @@ def run(config: MotionConfig) -> dict:
     if config.threads > 0:  # 0 keeps torch's default (one thread per core); results do not depend on it
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    run_ = StageRun(scene, "motion", config, inputs=[scene.photo, scene.mask, scene.regions, scene.hints])
+    rerun = command_line("train_motion.py", config, MotionConfig())
+    run_ = StageRun(scene, "motion", config, [scene.photo, scene.mask, scene.regions, scene.hints], rerun)
     run_.info["threads"] = torch.get_num_threads()
     flow_net = load_flow_model(config, device, run_)  # a bad checkpoint fails here, before any work
     try:

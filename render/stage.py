@@ -11,10 +11,11 @@ from render.config import RenderConfig, background_rgb
 from render.videos import LoopModel, RenderOptions, RenderSummary, render_videos
 from scene.cameras import image_size
 from scene.io import remove_stale_temps
+from scene.lock import scene_lock
 from scene.manifest import StageRun, check_writable, read_manifest, require_stage
 from scene.paths import ScenePaths
 from scene.quality import LoopMeter
-from utils.config import to_dict
+from utils.config import command_line, to_dict
 from utils.console import info
 from utils.device import resolve_device
 from utils.errors import UserError
@@ -52,6 +53,11 @@ def run(config: RenderConfig) -> RenderSummary:
     scene = ScenePaths(config.input_dir)
     if not scene.root.is_dir():
         raise UserError(f"{scene.root} is not a folder", "give the scene folder with --input_dir")
+    with scene_lock(scene.root, f"render_4DGS.py --input_dir {scene.root}"):
+        return _run(scene, config)
+
+
+def _run(scene: ScenePaths, config: RenderConfig) -> RenderSummary:
     paths = select_paths(config.paths, config.camera_path)
     device = resolve_device(config.device)
     require_stage(scene, "gaussians")
@@ -80,7 +86,8 @@ def run(config: RenderConfig) -> RenderSummary:
         max_zoom=config.max_zoom,
     )
     recorded = {**to_dict(config), "paths": [p.name for p in paths]}  # presets and the custom path, resolved
-    run_ = StageRun(scene, "render", recorded, inputs=[scene.manifest("gaussians")])
+    rerun = command_line("render_4DGS.py", config, RenderConfig())
+    run_ = StageRun(scene, "render", recorded, [scene.manifest("gaussians")], rerun)
     run_.invalidate()
     remove_stale_temps(scene.video_dir)  # half-written videos of a killed run
     meters = static_meter(scene, model) if any(p.name == "static" for p in paths) else {}
@@ -93,8 +100,30 @@ def run(config: RenderConfig) -> RenderSummary:
     if meters:
         run_.info["quality"] = {"static": write_quality(scene, meters["static"].result())}
         outputs += [scene.video_quality, scene.video_quality_plot]
+    remove_others(scene.video_dir, outputs)
     run_.finish(outputs=outputs)
     return summary
+
+
+def remove_others(folder, outputs) -> None:
+    """Remove what an earlier run left in ``folder`` that this run did not make (a video of a path not rendered
+    now would look current beside the new ones): the folder holds what the manifest lists."""
+    import shutil
+    from pathlib import Path
+
+    keep = {Path(p).resolve() for p in outputs}
+    gone = []
+    for path in sorted(Path(folder).rglob("*"), reverse=True):  # files before their folders
+        resolved = path.resolve()
+        if resolved in keep or any(k in resolved.parents for k in keep if k.is_dir()):
+            continue
+        if path.is_file():
+            path.unlink()
+            gone.append(path.name)
+        elif path.is_dir() and not any(path.iterdir()):
+            shutil.rmtree(path)
+    if gone:
+        info(f"removed {len(gone)} file(s) of an earlier render that this one did not make: {', '.join(gone[:6])}")
 
 
 def training_size(scene: ScenePaths) -> tuple[int, int] | None:

@@ -10,7 +10,7 @@ flow by ``d_k(t)`` video frames and shown with weight ``w_k``, ``w_0 + w_1 = 1``
     d_0 = C (frac(u + 1/2) - 1/2),    d_1 = C (frac(u) - 1/2)          (both in [-C/2, C/2))
 
 so each layer drifts forward at the flow's speed and jumps back by ``C`` once per cycle, the two half a
-cycle apart. At a pixel whose *threshold* is ``h`` in [eps/2, 1/2 - eps/2] (smooth noise over the photo),
+cycle apart. At a pixel whose *threshold* is ``h`` in [eps/2, 1/2 - eps/2] (smooth noise over the photo, equalised),
 
     w_0 = clamp(1/2 + (1/2 - h - |d_0| / C) / eps, 0, 1),   w_1 = 1 - w_0.
 
@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 LoopMode = Literal["layers", "crossfade"]
-CYCLE_TARGET = 24  # frames: the default cycle is the divisor of N nearest to this (0.8 s at 30 fps)
+CYCLE_TARGET = 40  # frames: the default cycle is the divisor of N nearest to this (1.3 s at 30 fps)
 
 
 def default_cycle(n_frames: int, target: int = CYCLE_TARGET) -> int:
@@ -52,7 +52,7 @@ class LoopSchedule:
     n_frames: int
     mode: LoopMode = "layers"
     cycle: int = 24
-    transition: float = 0.2
+    transition: float = 0.1
     seed: int = 0
     photo_size: tuple[int, int] = (640, 360)
 
@@ -100,9 +100,31 @@ class LoopSchedule:
         return x.clamp(0.0, 1.0)
 
     def threshold(self, uv: Tensor) -> Tensor:
-        """Each point's threshold h (see the module docstring) from its pixel ``uv`` [..., 2] in the photo."""
-        eps = self.transition
-        return eps / 2 + (0.5 - eps) * smooth_noise(uv, self.photo_size, self.seed)
+        """Each point's threshold h (see the module docstring) from its pixel ``uv`` [..., 2] in the photo.
+
+        The noise is equalised (its values replaced by their rank over the photo), so thresholds are spread
+        evenly over [eps/2, 1/2 - eps/2]: at any moment the same small share of pixels is switching.
+        """
+        lo, hi = 0.55 * self.transition, 0.5 - 0.55 * self.transition  # a margin: rounding never shows a jump
+        return lo + (hi - lo) * equalised_noise(uv, self.photo_size, self.seed)
+
+
+def equalised_noise(uv: Tensor, size: tuple[int, int], seed: int, samples: int = 96) -> Tensor:
+    """:func:`smooth_noise` mapped through its own distribution over the photo (a grid of ``samples`` points
+    along the longer side): uniform in [0, 1], as smooth, the same at the same place."""
+    w, h = size
+    step = max(w, h) / samples
+    gx, gy = torch.meshgrid(
+        torch.arange(0.5 * step, w, step, dtype=uv.dtype),
+        torch.arange(0.5 * step, h, step, dtype=uv.dtype),
+        indexing="xy",
+    )
+    reference = torch.sort(smooth_noise(torch.stack([gx, gy], -1).reshape(-1, 2), size, seed)).values.to(uv.device)
+    n = smooth_noise(uv, size, seed)
+    rank = torch.searchsorted(reference, n.contiguous()).clamp(1, len(reference) - 1)
+    lo, hi = reference[rank - 1], reference[rank]
+    frac = ((n - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
+    return ((rank - 1).to(uv.dtype) + frac) / (len(reference) - 1)
 
 
 def smooth_noise(uv: Tensor, size: tuple[int, int], seed: int, cells: int = 6) -> Tensor:

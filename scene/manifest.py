@@ -79,13 +79,17 @@ class StageRun:
     >>> run.finish(outputs=[scene.motion.dir])
     """
 
-    def __init__(self, scene: ScenePaths, stage: str, config: Any, inputs: Iterable[Path]):
-        """``config``: the stage's config dataclass (recorded as a plain dict) or a dict."""
+    def __init__(self, scene: ScenePaths, stage: str, config: Any, inputs: Iterable[Path], rerun: str | None = None):
+        """``config``: the stage's config dataclass (recorded as a plain dict) or a dict. ``rerun``: the command
+        that runs this stage again with the same options (named by later stages' messages)."""
         from utils.config import to_dict
+        from utils.console import collect_warnings
 
         self.scene = scene
         self.stage = stage
         self.config = config if isinstance(config, dict) else to_dict(config)
+        self.rerun = rerun or _cmd(scene, stage)
+        self.warnings = collect_warnings()  # every warning the stage shows, recorded in info.warnings
         self.inputs = hash_files(scene.root, inputs)
         self.timings: dict[str, float] = {}
         self.info: dict[str, Any] = {}
@@ -110,6 +114,7 @@ class StageRun:
             "manifest_version": MANIFEST_VERSION,
             "stage": self.stage,
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "rerun": self.rerun,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "config": self.config,
             "inputs": self.inputs,
@@ -119,6 +124,9 @@ class StageRun:
             "resources": resources(),
             "info": self.info,
         }
+        shown = [w for w in self.warnings if w not in self.info.get("warnings", [])]
+        if shown:
+            self.info["warnings"] = [*self.info.get("warnings", []), *shown]
         write_json(self.scene.manifest(self.stage), manifest)
         write_report(self.scene)
         return manifest
@@ -138,20 +146,59 @@ def _cmd(scene: ScenePaths, stage: str) -> str:
     return STAGE_COMMANDS[stage].replace("SCENE", str(scene.root))
 
 
-def require_stage(scene: ScenePaths, stage: str, check_outputs: bool = True) -> dict[str, Any]:
-    """The manifest of a finished stage whose outputs are intact and whose inputs are unchanged."""
+def rerun_command(scene: ScenePaths, stage: str) -> str:
+    """The command that re-runs ``stage`` with the options it was last run with (its manifest's ``rerun``),
+    else the stage's plain command."""
+    try:
+        manifest = read_manifest(scene, stage)
+    except UserError:
+        manifest = None
+    rerun = (manifest or {}).get("rerun")
+    return rerun if isinstance(rerun, str) and rerun else _cmd(scene, stage)
+
+
+def check_stage(scene: ScenePaths, stage: str, check_outputs: bool = True) -> dict[str, Any]:
+    """The manifest of ``stage`` if it is complete, its outputs intact and its inputs unchanged; else UserError
+    naming the command to re-run (with the options it was run with)."""
     manifest = read_manifest(scene, stage)
     if manifest is None:
         raise UserError(f"{scene.root} has no complete '{stage}' outputs", f"run {_cmd(scene, stage)} first")
+    rerun = rerun_command(scene, stage)
     for key in ("inputs", "outputs") if check_outputs else ("inputs",):
         for rel, digest in manifest[key].items():
             path = scene.root / rel
             if not path.is_file():
-                raise UserError(f"{path} is missing ({stage} outputs incomplete)", f"re-run {_cmd(scene, stage)}")
+                raise UserError(f"{path} is missing ({stage} outputs incomplete)", f"re-run {rerun}")
             if file_hash(path) != digest:
                 what = "changed since the stage ran (stale outputs)" if key == "inputs" else "was modified"
-                raise UserError(f"{path} {what}", f"re-run {_cmd(scene, stage)}")
+                raise UserError(f"{path} {what}", f"re-run {rerun}")
     return manifest
+
+
+def require_stage(scene: ScenePaths, stage: str, check_outputs: bool = True) -> dict[str, Any]:
+    """The manifest of a finished ``stage``, after checking the whole chain back to the user's files: every
+    stage up to it complete, with intact outputs and unchanged inputs. The first stage found broken is
+    named, with the command that re-runs it (the later ones must follow)."""
+    order = list(STAGE_COMMANDS)
+    for earlier in order[: order.index(stage)]:
+        try:
+            check_stage(scene, earlier)
+        except UserError as exc:
+            later = ", then the later stages" if earlier != stage else ""
+            raise UserError(exc.problem, f"{exc.fix}{later}") from None
+    return check_stage(scene, stage, check_outputs)
+
+
+def stale_stages(scene: ScenePaths) -> dict[str, str]:
+    """{stage: the problem} for every finished stage whose chain is broken (for the report)."""
+    out = {}
+    for stage in STAGE_COMMANDS:
+        if scene.manifest(stage).is_file():
+            try:
+                require_stage(scene, stage)
+            except UserError as exc:
+                out[stage] = exc.line()
+    return out
 
 
 @contextlib.contextmanager

@@ -81,16 +81,19 @@ def _stage_media(scene: ScenePaths, stage: str, manifest: dict[str, Any]) -> lis
         parts = [_figure(scene, scene.gaussians.training_plot, "training: loss and PSNR over the iterations")]
         previews = sorted((scene.gaussians_dir / "previews").glob("*.png"))
         return parts + [_figure(scene, p, f"preview {p.stem}") for p in previews[-4:]]
-    parts = [_figure(scene, p, p.stem) for p in sorted(scene.video_dir.glob("*.mp4"))]
+    listed = sorted(rel for rel in manifest.get("outputs", {}) if rel.endswith(".mp4"))  # what this render made
+    parts = [_figure(scene, scene.root / rel, Path(rel).stem) for rel in listed]
     return [*parts, _figure(scene, scene.video_quality_plot, "texture retention of the static render over the loop")]
 
 
-def _stage_section(scene: ScenePaths, stage: str, title: str) -> str:
+def _stage_section(scene: ScenePaths, stage: str, title: str, stale: dict[str, str]) -> str:
     manifest = _manifest(scene, stage)
     if manifest is None:
         return f'<h2>{html.escape(title)}</h2><p class="missing">not run yet</p>'
     info = manifest.get("info", {}) or {}
     parts = [f"<h2>{html.escape(title)}</h2>"]
+    if stale.get(stage):
+        parts.append(f'<div class="warn">stale: {html.escape(stale[stage])}</div>')
     parts += [f'<div class="warn">warning: {html.escape(str(w))}</div>' for w in info.get("warnings", [])]
     parts += [p for p in _stage_media(scene, stage, manifest) if p]
     timings = [(k, f"{v:.2f} s") for k, v in manifest.get("timings_s", {}).items()]
@@ -122,7 +125,10 @@ def _fmt(value: Any) -> str:
 
 def build_report(scene: ScenePaths) -> str:
     title = f"3D-MOM report: {scene.root.name}"
-    sections = "\n".join(_stage_section(scene, stage, name) for stage, name in STAGES)
+    from scene.manifest import stale_stages
+
+    stale = stale_stages(scene)
+    sections = "\n".join(_stage_section(scene, stage, name, stale) for stage, name in STAGES)
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>\n{sections}\n</body></html>\n"

@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scene", type=Path, action="append", required=True, help="folder with image.png + image.json")
     parser.add_argument("--loops", nargs="+", default=["layers", "crossfade"], choices=["layers", "crossfade"])
     parser.add_argument("--cycle", type=int, default=0, help="as train_motion.py --cycle")
-    parser.add_argument("--transition", type=float, default=0.2, help="as train_motion.py --transition")
+    parser.add_argument("--transition", type=float, default=0.1, help="as train_motion.py --transition")
     parser.add_argument("--motion_args", default="--video_views 0", help="extra train_motion.py options (quoted)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--strips", type=Path, default=None, help="folder for frame strips (PNG)")

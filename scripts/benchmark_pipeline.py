@@ -56,9 +56,17 @@ def _figures(manifest: dict) -> dict[str, str]:
     if "peak_gpu_memory_gb" in res:
         out["peak GPU GB"] = f"{res['peak_gpu_memory_gb']:.2f}"
     out["peak CPU GB"] = f"{res.get('peak_cpu_memory_gb', float('nan')):.2f}"
-    for key, value in (manifest.get("info") or {}).items():
+    info = manifest.get("info") or {}
+    for key, value in info.items():
         if isinstance(value, (int, float)) and any(w in key.lower() for w in ("psnr", "fps", "epe", "gaussians")):
             out[key] = f"{value:.4g}" if isinstance(value, float) else str(value)
+    for name, q in (info.get("quality") or {}).items():  # texture retention of a video (scene/quality.py)
+        r = q.get("retention") or {}
+        if r.get("median") is not None:
+            out[f"retention {name} min/median/max"] = f"{r['min']:.2f}/{r['median']:.2f}/{r['max']:.2f}"
+    paths = info.get("paths") or {}
+    if any("filled_fraction_max" in p for p in paths.values()):
+        out["filled max"] = " ".join(f"{k} {p['filled_fraction_max']:.3f}@x{p['zoom']:.2f}" for k, p in paths.items())
     return out
 
 

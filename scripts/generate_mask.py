@@ -17,22 +17,24 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotation.config import MaskConfig
-from utils.cli import config_from_args, config_parser, run_main
-from utils.console import info
+from utils.cli import config_from_args, config_parser, run_main  # the standard library only: errors stay one line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from annotation.config import MaskConfig
+
     parser = config_parser(MaskConfig, "generate_mask.py", __doc__)
     config = config_from_args(MaskConfig(), parser.parse_args(argv))
     from annotation.stage import run
+    from utils.console import info
 
     result = run(config)
     h, w = result.regions.shape
     counts = ", ".join(f"{k}:{lab}" for k, lab in enumerate(result.region_labels, 1))
     info(
         f"{result.scene.root}: {w}x{h}, {len(result.region_labels)} region(s) ({counts}), "
-        f"{len(result.hints)} hint(s), {len(result.warnings)} warning(s) -> mask.png, regions.png, hints.json"
+        f"{len(result.hints)} hint(s), {len(result.warnings)} warning(s) -> mask.png, regions.png, hints.json; "
+        f"report: {result.scene.report}"
     )
     return 0
 

@@ -59,12 +59,28 @@ def _is_oom(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
 
 
-def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run ``main(argv)`` and turn known failures into one clear line and an exit code."""
+RESTARTS = "interrupted; the previous outputs are as they were (nothing half-written); re-run to start the stage again."
+
+
+def run_main(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, interrupted: str = RESTARTS
+) -> int:
+    """Run ``main(argv)`` and turn known failures into one clear line and an exit code.
+
+    ``interrupted``: the line shown on Ctrl-C (what a re-run does: restart, or resume).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         return int(main(argv) or 0)
+    except ModuleNotFoundError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"error: the Python package {exc.name!r} is missing. Fix: run `bash scripts/setup.sh` and use "
+            ".venv/bin/python (or `source .venv/bin/activate`).\n"
+        )
+        return 2
     except UserError as exc:
         if debug:
             traceback.print_exc()
@@ -76,7 +92,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         sys.stderr.write("error: out of memory (CPU). Fix: lower --resolution or the point budget.\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted; completed outputs are kept, re-run to resume.\n")
+        sys.stderr.write(interrupted + "\n")
         return 130
     except RuntimeError as exc:
         if not _is_oom(exc):

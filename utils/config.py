@@ -255,3 +255,24 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """{leaf name: value} of the options of ``cls`` the user typed."""
     names = {leaf.name for leaf in leaves(cls)}
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def command_line(script: str, config: Any, base: Any, always: tuple[str, ...] = ()) -> str:
+    """``python script --input_dir DIR`` plus every option whose value in ``config`` differs from ``base``'s
+    (and those named in ``always``): the command that runs the stage again as it was run."""
+    import shlex
+
+    parts = ["python", script, "--input_dir", shlex.quote(str(getattr(config, "input_dir", "")))]
+    for leaf in leaves(type(config)):
+        if leaf.name == "input_dir":
+            continue
+        value, default = get(config, leaf.path), get(base, leaf.path)
+        if value == default and leaf.name not in always:
+            continue
+        if isinstance(value, bool):
+            parts.append(f"--{leaf.name}" if value else f"--no-{leaf.name}")
+        elif isinstance(value, tuple):
+            parts += [f"--{leaf.name}", *(shlex.quote(str(v)) for v in value)]
+        else:
+            parts += [f"--{leaf.name}", "none" if value is None else shlex.quote(str(value))]
+    return " ".join(parts)

@@ -25,9 +25,19 @@ def info(message: str) -> None:
     console.print(message)
 
 
+_shown: list[str] = []
+
+
 def warn(message: str) -> None:
-    """A visible one-line warning."""
+    """A visible one-line warning (also kept for the manifest of the stage that shows it)."""
+    _shown.append(message)
     console.print(f"[bold yellow]warning:[/] {message}")
+
+
+def collect_warnings() -> list[str]:
+    """A list that the warnings shown from now on are appended to (it starts empty)."""
+    _shown.clear()
+    return _shown
 
 
 class _RateColumn(TextColumn):

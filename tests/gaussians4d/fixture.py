@@ -75,6 +75,10 @@ def make_stage1_scene(folder: Path, width: int = 80, height: int = 48, n_frames:
         return out.rgb[0].clamp(0, 1).numpy()
 
     m = scene.motion
+    folder.mkdir(parents=True, exist_ok=True)
+    StageRun(scene, "mask", {"input_dir": str(folder)}, inputs=[]).finish(
+        outputs=[]
+    )  # no annotation: stage 1 is made here
     run = StageRun(scene, "motion", {"video": {"n_frames": n_frames}}, inputs=[])
     run.info["loop"] = loop_record(schedule)
     write_points(m.points, cloud)

@@ -232,7 +232,7 @@ def test_cli_refuses_bad_options_and_missing_stage(tmp_path, stage1):
     assert nan.returncode == 2 and "finite" in nan.stderr
     (tmp_path / "empty").mkdir()
     missing = _cli("--input_dir", str(tmp_path / "empty"), "--device", "cpu")
-    assert missing.returncode == 2 and "train_motion.py" in missing.stderr
+    assert missing.returncode == 2 and "generate_mask.py" in missing.stderr and "later stages" in missing.stderr
 
 
 @pytest.mark.gpu

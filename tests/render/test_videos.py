@@ -172,6 +172,8 @@ def trained_scene(tmp_path, model, monkeypatch):
     scene.root.mkdir()
     (scene.root / "gaussians").mkdir()
     (scene.root / "gaussians" / "point_cloud.ply").write_bytes(b"stand-in")
+    for stage in ("mask", "motion"):  # stand-ins of the earlier stages: the chain of manifests is complete
+        StageRun(scene, stage, {}, inputs=[]).finish(outputs=[])
     StageRun(scene, "gaussians", {}, inputs=[]).finish(outputs=[scene.root / "gaussians"])
     monkeypatch.setattr(render.stage, "load_model", lambda scene, device, iteration: model)
     return scene
@@ -227,13 +229,19 @@ def test_cli_refuses_bad_input_with_one_line(trained_scene, tmp_path, capsys, ex
 
 
 def test_cli_refuses_a_scene_without_stage_2(tmp_path, capsys):
+    """An empty folder names the first stage of the chain to run; one with stages 0-1 names train_4DGS."""
     scene = tmp_path / "empty"
     scene.mkdir()
     code = run_main(render_4DGS.main, ["--input_dir", str(scene)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "no complete 'gaussians' outputs" in err and "train_4DGS.py" in err
+    assert "no complete 'mask' outputs" in err and "generate_mask.py" in err and "later stages" in err
     assert list(scene.iterdir()) == []
+    for stage in ("mask", "motion"):
+        StageRun(ScenePaths(scene), stage, {}, inputs=[]).finish(outputs=[])
+    code = run_main(render_4DGS.main, ["--input_dir", str(scene)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no complete 'gaussians' outputs" in err and "train_4DGS.py" in err
 
 
 def test_cli_refuses_a_stale_stage_2(trained_scene, capsys):
@@ -382,3 +390,18 @@ def test_encoder_failure_is_raised(tmp_path, model, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         render_videos(model, tmp_path, RenderOptions(paths=(PRESETS["side"],), size=(32, 24)), "cpu")
     assert not (tmp_path / "side.mp4").exists()
+
+
+def test_a_new_render_leaves_only_its_own_videos(trained_scene, capsys):
+    """Videos of paths not rendered this time are removed: the folder (and the report) show what the manifest lists."""
+    root = str(trained_scene.root)
+    assert run_main(render_4DGS.main, ["--input_dir", root, "--paths", "side", "static", "--gif"]) == 0
+    assert (trained_scene.video_dir / "side.mp4").is_file() and (trained_scene.video_dir / "side.gif").is_file()
+    capsys.readouterr()
+    assert run_main(render_4DGS.main, ["--input_dir", root, "--paths", "static"]) == 0
+    assert "removed 3 file(s) of an earlier render" in capsys.readouterr().err  # side.mp4, side.gif, static.gif
+    left = sorted(p.relative_to(trained_scene.video_dir).as_posix() for p in trained_scene.video_dir.rglob("*"))
+    listed = sorted(rel.removeprefix("video/") for rel in read_manifest(trained_scene, "render")["outputs"])
+    assert left == listed == ["static.mp4"]
+    page = trained_scene.report.read_text()
+    assert "static.mp4" in page and "side.mp4" not in page
