@@ -175,8 +175,10 @@ def estimate_depth(
     """The photo's depth in scene units by the chosen method.
 
     ``method``: "prior" (weight-free), "model" (``model`` required; failures are errors), or "auto"
-    (the model when one is named, else the prior; a hub model that cannot be had gives one warning
-    and the prior). A local ``model`` path that does not exist or does not load is always an error.
+    (the model when one is named, else the default model where it can be had (see
+    :func:`thirdparty.depth_transformers.default_depth_model`), else the prior; a hub model that cannot be
+    had gives one warning and the prior). A local ``model`` path that does not exist or does not load is
+    always an error.
     """
     from utils.console import warn
     from utils.errors import UserError
@@ -185,9 +187,17 @@ def estimate_depth(
         raise ValueError(f"method must be auto, prior or model, got {method!r}")
     if method == "model" and not model:
         raise UserError("--depth model needs a model", "add --depth_model PATH_OR_HUB_ID, or use --depth prior")
-    if method == "prior" or not model:
+    from thirdparty.depth_transformers import ModelUnavailable, TransformersDepth, default_depth_model
+
+    if method == "prior":
         return prior_depth(image, focal)
-    from thirdparty.depth_transformers import ModelUnavailable, TransformersDepth
+    found = "given"
+    if not model:  # auto without a name: the default model where it can be had
+        model, found = default_depth_model()
+        if model is None:
+            result = prior_depth(image, focal)
+            result.info["no_model"] = found  # why: the stage warns with it
+            return result
 
     try:
         backend = TransformersDepth(model, device)
@@ -200,5 +210,5 @@ def estimate_depth(
         return result
     rgb = _check_image(image)
     depth, sky = depth_from_prediction(backend.predict(rgb), backend.kind, rgb)
-    info = {"kind": backend.kind, "sky_fraction": round(float(sky.mean()), 4)}
+    info = {"kind": backend.kind, "sky_fraction": round(float(sky.mean()), 4), "found": found}
     return DepthResult(depth, sky, f"model:{model}", info)

@@ -32,8 +32,9 @@ from utils.errors import UserError
 from utils.failpoints import hold
 
 PRIOR_WARNING = (
-    "depth: no depth model given or loaded; using the geometric landscape prior (sky far, ground receding to "
-    "the horizon). Pass --depth_model for learned depth."
+    "depth: using the geometric landscape prior (sky far, ground receding to the horizon), crude on real "
+    "photos. For learned depth put Depth Anything V2 Small in ckpts/depth-anything-v2-small, or run online "
+    "once (it is downloaded), or pass --depth_model"
 )
 
 
@@ -144,17 +145,23 @@ def make_inpainter(config: InpaintConfig, device: str, seed: int):
     return model, f"model:{config.inpaint_model}"
 
 
-def _record_depth(run: StageRun, result) -> None:
-    if result.method == "prior" and "fallback_from" not in result.info:  # a fallback has warned already
-        warn(PRIOR_WARNING)
+def _record_depth(run: StageRun, result, method: str) -> None:
+    """Say which depth was used and record it (manifest ``info.depth``; the prior is a report banner)."""
     run.info["depth"] = {"method": result.method, **result.info}
-    if result.method == "prior":  # shown as a banner in report.html
-        source = result.info.get("fallback_from")
-        run.info.setdefault("warnings", []).append(
-            f"the depth prior replaced the depth model {source} (it could not be loaded)"
-            if source
-            else "depth from the geometric landscape prior (no depth model given): pass --depth_model for learned depth"
-        )
+    if result.method != "prior":
+        info(f"depth: {result.method} ({result.info.get('found', 'given')})")
+        return
+    source, missing = result.info.get("fallback_from"), result.info.get("no_model")
+    if source:  # estimate_depth has warned already
+        note = f"the depth prior replaced the depth model {source} (it could not be loaded)"
+    elif missing:
+        note = f"depth from the geometric landscape prior: {missing}"
+        warn(f"{missing}. {PRIOR_WARNING}")
+    else:
+        note = "depth from the geometric landscape prior (--depth prior)"
+        if method != "prior":
+            warn(PRIOR_WARNING)
+    run.info.setdefault("warnings", []).append(note)
 
 
 def make_views(scene: ScenePaths, config: MotionConfig, run: StageRun, device: str) -> ViewSet:
@@ -169,7 +176,7 @@ def make_views(scene: ScenePaths, config: MotionConfig, run: StageRun, device: s
     source = source_camera(w, h, config.views.fov)
     with run.step("depth"):
         result = estimate_depth(photo, float(source.K[1, 1]), config.depth.depth, config.depth.depth_model, device)
-    _record_depth(run, result)
+    _record_depth(run, result, config.depth.depth)
     cameras = view_cameras(source, config.views.n_views, config.views.view_span, config.views.pivot_depth)
     with run.step("inpainter"):
         inpaint, inpaint_name = make_inpainter(config.inpaint, device, config.seed)

@@ -13,6 +13,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from annotation.procedural import ProceduralScene, make_landscape, save_scene  # noqa: E402
+from tests.pipeline_fixtures import isolate_models  # noqa: E402
+
+isolate_models()  # no test sees the user's models or the network
 
 SHARED_SCENES = Path(os.environ.get("MOM_SHARED_SCENES", ROOT.parent / "shared" / "scenes"))
 PYTHON = sys.executable

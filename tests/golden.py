@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     sys.path.insert(0, str(ROOT))
-    from tests.pipeline_fixtures import build_pipeline
+    from tests.pipeline_fixtures import build_pipeline, isolate_models
 
+    isolate_models()
     with tempfile.TemporaryDirectory() as tmp:
         outputs = pipeline_outputs(build_pipeline(Path(tmp)))
     GOLDEN.write_text(json.dumps({"machine": machine(), "outputs": outputs}, indent=1) + "\n")

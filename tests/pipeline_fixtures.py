@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,18 @@ TINY = {
     "render": ("--paths", "circle", "--fps", "10", "--device", "cpu"),
 }  # fmt: skip
 TIMEOUT_S = 600  # per subprocess; generous because the development machine is shared and often loaded
+
+
+def isolate_models() -> None:
+    """Keep the user's models and the network out of every test and every stage they start: offline mode,
+    an empty hub cache and an empty ckpts folder, so ``--depth auto`` takes the prior everywhere."""
+    import atexit
+
+    base = Path(tempfile.mkdtemp(prefix="mom-tests-no-models-"))
+    atexit.register(shutil.rmtree, base, True)
+    os.environ.update(
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(base / "hf"), MOM_CKPTS=str(base / "ckpts")
+    )
 
 
 def stage_command(stage: str, scene: Path | str, *extra: str, tiny: bool = True) -> list[str]:

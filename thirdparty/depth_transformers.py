@@ -10,11 +10,18 @@ Errors: a local path that does not exist, or a local folder that is not a loadab
 user's to fix (:class:`utils.errors.UserError`, one line naming it); a hub id that cannot be had
 (offline, not cached, no network) raises :class:`ModelUnavailable`, which callers may turn into a
 warning and a fallback.
+
+``--depth auto`` without a named model looks for the default, Depth Anything V2 Small
+(:func:`default_depth_model`): ``ckpts/depth-anything-v2-small`` (or ``$MOM_CKPTS``), then the hub cache,
+then, online and not in offline mode, the hub (downloaded once, with a progress bar). Before any
+download the hub is probed with a :data:`PROBE_S`-second limit in a background thread, so a machine
+without network falls back at once instead of waiting on retries.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,9 @@ import numpy as np
 from utils.errors import UserError
 
 _TRUE = ("1", "true", "yes", "on")
+DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"  # ~100 MB, Apache-2.0
+DEFAULT_DEPTH_FOLDER = "depth-anything-v2-small"  # its local copy under ckpts/
+PROBE_S = 3.0  # seconds the hub gets to answer before it counts as unreachable
 
 
 class ModelUnavailable(Exception):
@@ -32,6 +42,65 @@ class ModelUnavailable(Exception):
 def hub_offline() -> bool:
     """True when the user asked the Hugging Face libraries to stay offline."""
     return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def ckpts_dir() -> Path:
+    """Where local model folders live: ``$MOM_CKPTS``, else the project's ``ckpts/``."""
+    return Path(os.environ.get("MOM_CKPTS") or Path(__file__).resolve().parents[1] / "ckpts")
+
+
+def hub_reachable(timeout: float = PROBE_S) -> bool:
+    """Whether the Hugging Face hub (``$HF_ENDPOINT``) answers an HTTP request within ``timeout`` seconds.
+
+    Runs in a daemon thread joined with the timeout, so a DNS lookup that hangs cannot hold the run up;
+    proxies from the environment are honoured (urllib reads them).
+    """
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+            answered.append(True)
+        except urllib.error.HTTPError:  # an HTTP answer, even an error status, means the hub is there
+            answered.append(True)
+        except Exception:
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answered and answered[0])
+
+
+def in_hub_cache(repo: str) -> bool:
+    """Whether the hub cache holds a snapshot of ``repo`` (its config.json); no network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+    except Exception:
+        return False
+
+
+def default_depth_model() -> tuple[str | None, str]:
+    """The default depth model where it can be had, and how: (source, "ckpts" | "hub cache" | "download"),
+    or (None, why not) when it cannot (not here, and offline or the hub unreachable)."""
+    local = ckpts_dir() / DEFAULT_DEPTH_FOLDER
+    if (local / "config.json").is_file():
+        return str(local), "ckpts"
+    if in_hub_cache(DEFAULT_DEPTH_MODEL):
+        return DEFAULT_DEPTH_MODEL, "hub cache"
+    where = f"{DEFAULT_DEPTH_MODEL} is neither in {local} nor in the hub cache"
+    if hub_offline():
+        return None, f"{where}, and HF_HUB_OFFLINE is set"
+    if not hub_reachable():
+        return None, f"{where}, and the hub did not answer within {PROBE_S:.0f} s"
+    return DEFAULT_DEPTH_MODEL, "download"
 
 
 def resolve_source(name: str, what: str) -> tuple[str, bool]:
@@ -82,6 +151,11 @@ def load_pretrained(loader: Any, source: str, is_local: bool, what: str, **kwarg
     except errors as exc:
         if hub_offline():
             raise ModelUnavailable(f"{what} {source} is not in the local cache and HF_HUB_OFFLINE is set") from exc
+    if not hub_reachable():  # fail fast: the libraries' own retries would take minutes without a network
+        raise ModelUnavailable(f"{what} {source} is not cached and the hub did not answer within {PROBE_S:.0f} s")
+    from utils.console import info
+
+    info(f"downloading the {what} {source} from the hub into its cache (once)")
     try:
         return loader.from_pretrained(source, **kwargs)
     except errors as exc:

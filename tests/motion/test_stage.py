@@ -301,3 +301,26 @@ def test_flow_weights_option():
     assert MotionConfig().flow.flow_weights == "photo"
     with pytest.raises(UserError, match="--flow_weights"):
         with_overrides(MotionConfig(), {"flow_weights": "both"})
+
+
+def test_depth_auto_finds_the_default_model_in_ckpts(scene_dir, tmp_path, monkeypatch, capsys):
+    """--depth auto with no --depth_model: a copy of the default model in ckpts/ is used, and the manifest says so."""
+    from tests.thirdparty.test_learned_backends import make_tiny_depth_model
+    from thirdparty.depth_transformers import DEFAULT_DEPTH_FOLDER
+
+    monkeypatch.setenv("MOM_CKPTS", str(tmp_path / "ckpts"))
+    model = make_tiny_depth_model(tmp_path / "ckpts" / DEFAULT_DEPTH_FOLDER)  # stands in for the real weights
+    assert run("--input_dir", str(scene_dir), "--n_views", "2") == 0
+    info = read_manifest(ScenePaths(scene_dir), "motion")["info"]
+    assert info["depth"]["method"] == f"model:{model}" and info["depth"]["found"] == "ckpts"
+    assert not any("prior" in w for w in info.get("warnings", []))
+    assert "depth: model:" in capsys.readouterr().err
+
+
+def test_depth_auto_offline_without_a_model_takes_the_prior_and_says_why(scene_dir, capsys):
+    assert run("--input_dir", str(scene_dir), "--n_views", "2") == 0  # the test session is offline, ckpts empty
+    info = read_manifest(ScenePaths(scene_dir), "motion")["info"]
+    assert info["depth"]["method"] == "prior" and "HF_HUB_OFFLINE is set" in info["depth"]["no_model"]
+    assert any("HF_HUB_OFFLINE" in w for w in info["warnings"])
+    err = capsys.readouterr().err
+    assert err.count("Depth-Anything-V2-Small-hf is neither in") == 1 and "ckpts/depth-anything-v2-small" in err

@@ -228,3 +228,85 @@ def test_tiny_inpainter_in_build_views(tiny_inpaint, toy, offline):
         toy.image, depth, toy.regions, cams, DiffusersInpainter(str(tiny_inpaint), steps=1, size=32)
     )
     assert len(views) == 3 and len(points.xyz) == h * w + sum(v.info["holes"] for v in views)
+
+
+# ----------------------------------------------------------------------------- the default depth model, fail-fast hub
+
+
+def test_hub_probe_gives_up_on_a_hanging_network(monkeypatch):
+    """A network that never answers (a hung DNS lookup, a black-holed route) counts as unreachable."""
+    import threading
+    import urllib.request
+
+    from thirdparty.depth_transformers import hub_reachable
+
+    never = threading.Event()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: never.wait())
+    assert hub_reachable(timeout=0.2) is False
+    never.set()
+
+
+def test_hub_probe_answers(monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    from thirdparty.depth_transformers import hub_reachable
+
+    class Answer:
+        def close(self):
+            pass
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Answer())
+    assert hub_reachable() is True
+
+    def forbidden(*a, **k):
+        raise urllib.error.HTTPError("https://hub", 403, "forbidden", {}, None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", forbidden)
+    assert hub_reachable() is True  # an HTTP error status is still an answer
+
+    def no_network(*a, **k):
+        raise urllib.error.URLError("no route")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    assert hub_reachable() is False
+
+
+def test_unreachable_hub_fails_fast_without_a_download_attempt(monkeypatch, tmp_path):
+    import thirdparty.depth_transformers as dt
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(dt, "hub_reachable", lambda timeout=dt.PROBE_S: False)
+    calls = []
+
+    class Loader:
+        @staticmethod
+        def from_pretrained(source, **kwargs):
+            calls.append(kwargs.get("local_files_only", False))
+            raise OSError("not cached")
+
+    with pytest.raises(ModelUnavailable, match="did not answer within 3 s"):
+        load_pretrained(Loader, "nobody/no-such-model", False, "depth model")
+    assert calls == [True]  # the cache was looked at; no download was tried
+    monkeypatch.setenv("MOM_CKPTS", str(tmp_path))
+    assert dt.default_depth_model() == (None, f"{dt.DEFAULT_DEPTH_MODEL} is neither in "
+                                        f"{tmp_path / dt.DEFAULT_DEPTH_FOLDER} nor in the hub cache, "
+                                        "and the hub did not answer within 3 s")  # fmt: skip
+
+
+def test_default_depth_model_order(monkeypatch, tmp_path):
+    """ckpts/ first, then the hub cache, then (online) a download; offline and uncached: none."""
+    import thirdparty.depth_transformers as dt
+
+    monkeypatch.setenv("MOM_CKPTS", str(tmp_path))
+    monkeypatch.setattr(dt, "hub_reachable", lambda timeout=dt.PROBE_S: True)
+    assert dt.default_depth_model()[0] is None  # offline (the test session) and nothing cached
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert dt.default_depth_model() == (dt.DEFAULT_DEPTH_MODEL, "download")
+    monkeypatch.setattr(dt, "in_hub_cache", lambda repo: repo == dt.DEFAULT_DEPTH_MODEL)
+    assert dt.default_depth_model() == (dt.DEFAULT_DEPTH_MODEL, "hub cache")
+    (tmp_path / dt.DEFAULT_DEPTH_FOLDER).mkdir()
+    (tmp_path / dt.DEFAULT_DEPTH_FOLDER / "config.json").write_text("{}")
+    assert dt.default_depth_model() == (str(tmp_path / dt.DEFAULT_DEPTH_FOLDER), "ckpts")
