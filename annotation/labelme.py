@@ -22,14 +22,16 @@ import numpy as np
 from PIL import Image
 
 from scene.io import (
+    MAX_PIXELS,
     Hint,
+    ImageTooLarge,
     load_image_any,
     read_json,
 )
 from utils.console import warn
 from utils.errors import UserError
 
-REGION_TYPES = ("polygon", "rectangle", "circle")
+REGION_TYPES = ("polygon", "rectangle", "circle", "oriented_rectangle", "mask")
 HINT_TYPES = ("line", "linestrip")
 IMAGE_NAMES = ("image.png", "image.jpg", "image.jpeg")
 LEGACY_FILES = ("label.png", "label_names.txt")
@@ -55,9 +57,10 @@ class RegionShape:
     """One motion-region shape of the annotation."""
 
     label: str
-    shape_type: str  # "polygon" | "rectangle" | "circle"
-    points: np.ndarray  # (N, 2) float64, x right, y down, pixels
+    shape_type: str  # "polygon" | "rectangle" | "circle" | "oriented_rectangle" | "mask"
+    points: np.ndarray  # (N, 2) float64, x right, y down, pixels (a mask: its box's two corners)
     index: int  # position in the labelme "shapes" list (0-based), for messages
+    bitmap: np.ndarray | None = None  # a "mask" shape (labelme's AI tools): (h, w) bool over its box
 
 
 # ----------------------------------------------------------------------------- the labelme document
@@ -118,7 +121,9 @@ def _shape_type(shape: dict[str, Any]) -> str:
 
 def _decode_image_bytes(data: bytes, what: str) -> np.ndarray:
     try:
-        return _exif_upright(load_image_any(io.BytesIO(data)), io.BytesIO(data))  # type: ignore[arg-type]
+        return _exif_upright(load_image_any(io.BytesIO(data), what), io.BytesIO(data))
+    except ImageTooLarge:
+        raise
     except UserError:
         raise UserError(f"{what} is not a readable image", "re-save the annotation in labelme") from None
 
@@ -254,13 +259,16 @@ def split_shapes(
             hints += _parse_hint(json_path, name, label, kind, points, width, height, add)
         elif kind in REGION_TYPES:
             _check_region_points(json_path, name, kind, points)
+            bitmap = _shape_bitmap(json_path, name, shape, points) if kind == "mask" else None
             if _outside(points, width, height):
                 add(f"{name} extends outside the {width}x{height} image: clipped to it")
-            regions.append(RegionShape(label, kind, points, i))
+            regions.append(RegionShape(label, kind, points, i, bitmap))
         elif kind in HINT_TYPES:
             add(f"{name} is a line whose label does not start with 'hint': skipped (rename it hint... to use it)")
         else:
-            add(f"{name}: shape type '{kind}' is not supported (polygon, rectangle, circle, line): skipped")
+            add(
+                f"{name}: shape type '{kind}' is not supported (regions: polygon, rectangle, circle, oriented rectangle, mask; hints: line, linestrip): skipped"
+            )
     return regions, hints
 
 
@@ -271,6 +279,34 @@ def _check_region_points(json_path: Path, name: str, kind: str, points: np.ndarr
         raise UserError(f"{json_path}: {name} has {len(points)} points, a circle needs 2", "redraw or delete it")
     if kind == "rectangle" and len(points) not in (2, 4):
         raise UserError(f"{json_path}: {name} has {len(points)} points, a rectangle needs 2", "redraw or delete it")
+    if kind == "oriented_rectangle" and len(points) != 4:
+        raise UserError(f"{json_path}: {name} has {len(points)} points, it needs 4", "redraw or delete it")
+    if kind == "mask" and len(points) != 2:
+        raise UserError(f"{json_path}: {name} has {len(points)} points, a mask needs its box's 2", "redraw it")
+
+
+def _shape_bitmap(json_path: Path, name: str, shape: dict[str, Any], points: np.ndarray) -> np.ndarray:
+    """The pixels of a labelme "mask" shape: a base64 PNG covering its box (corners ``points``, inclusive,
+    truncated to integers as labelme does)."""
+    fix = "re-save the annotation in labelme, or redraw the region as a polygon"
+    data = shape.get("mask")
+    if not isinstance(data, str) or not data:
+        raise UserError(f"{json_path}: {name} has no 'mask' image", fix)
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise UserError(f"{json_path}: {name}'s mask is {im.width}x{im.height}, larger than any photo", fix)
+            bitmap = np.asarray(im.convert("L")) > 0
+    except (OSError, ValueError, binascii.Error, Image.DecompressionBombError):
+        raise UserError(f"{json_path}: {name}'s 'mask' is not a base64 PNG", fix) from None
+    (x1, y1), (x2, y2) = points.astype(int)
+    if bitmap.shape != (y2 - y1 + 1, x2 - x1 + 1):
+        raise UserError(
+            f"{json_path}: {name}'s mask is {bitmap.shape[1]}x{bitmap.shape[0]} but its box is "
+            f"{x2 - x1 + 1}x{y2 - y1 + 1}",
+            fix,
+        )
+    return bitmap
 
 
 def _parse_hint(

@@ -25,14 +25,23 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: RegionShape, value: int) -> No
         # PIL needs corners ordered; labelme stores the two clicks in drawing order.
         (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
         draw.rectangle([x0, y0, x1, y1], outline=value, fill=value)
-    else:  # polygon, or a 4-corner rectangle
+    else:  # polygon, oriented rectangle, or a 4-corner rectangle
         draw.polygon([tuple(p) for p in pts.tolist()], outline=value, fill=value)
+
+
+def _paint(img: Image.Image, draw: ImageDraw.ImageDraw, shape: RegionShape, value: int) -> None:
+    """Paint one shape with ``value``: drawn, or for a labelme "mask" shape its bitmap pasted at its box."""
+    if shape.bitmap is None:
+        _draw_shape(draw, shape, value)
+        return
+    x1, y1 = shape.points[0].astype(int)  # labelme truncates the box corner to integers
+    img.paste(value, (int(x1), int(y1)), Image.fromarray(shape.bitmap.astype(np.uint8) * 255))
 
 
 def rasterize_shape(shape: RegionShape, width: int, height: int) -> np.ndarray:
     """(H, W) bool mask of one shape, labelme's rasterisation (PIL, outline included)."""
     img = Image.new("L", (width, height), 0)
-    _draw_shape(ImageDraw.Draw(img), shape, 1)
+    _paint(img, ImageDraw.Draw(img), shape, 1)
     return np.asarray(img, bool)
 
 
@@ -42,7 +51,7 @@ def rasterize_regions(shapes: list[RegionShape], width: int, height: int) -> np.
     img = Image.new("I", (width, height), 0)
     draw = ImageDraw.Draw(img)
     for k, shape in enumerate(shapes, 1):
-        _draw_shape(draw, shape, k)
+        _paint(img, draw, shape, k)
     return np.asarray(img, np.int32).copy()
 
 

@@ -10,6 +10,7 @@ Only inspectable formats: PNG, JSON, PLY, NPY. Conventions: docs/conventions.md.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -146,10 +147,28 @@ def write_png(path: str | os.PathLike, image: np.ndarray, compress_level: int = 
         Image.fromarray(to_uint8(image)).save(tmp, format="PNG", compress_level=compress_level)
 
 
-def load_image_any(path: Path) -> np.ndarray:
-    """Any readable picture -> (H, W, 3) uint8 RGB (16-bit, palette, grey and alpha converted)."""
+class ImageTooLarge(UserError):
+    """A picture larger than :data:`MAX_PIXELS` (refused before decoding)."""
+
+
+MAX_PIXELS = 64_000_000  # the largest picture read (an 8K photo is 33 MP); checked from the header, before decoding
+MAX_PIXELS_FIX = "downscale it to at most 8000 pixels on its longest side and annotate the downscaled photo"
+
+
+def load_image_any(path: Path | io.BytesIO, name: str | None = None) -> np.ndarray:
+    """Any readable picture -> (H, W, 3) uint8 RGB (16-bit, palette, grey and alpha converted).
+
+    A picture over :data:`MAX_PIXELS` is refused from its header, before any pixel is decoded; ``name``
+    is what messages call it (default: the path)."""
+    name = name or str(path)
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ImageTooLarge(
+                    f"{name} is {im.width}x{im.height} ({im.width * im.height / 1e6:.0f} MP), more than the "
+                    f"{MAX_PIXELS // 1_000_000} MP this pipeline reads",
+                    MAX_PIXELS_FIX,
+                )
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr = np.asarray(im, dtype=np.float64)
@@ -162,7 +181,7 @@ def load_image_any(path: Path) -> np.ndarray:
                 return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UserError(f"{path} is not a readable image ({exc})", "give a PNG or JPEG file") from None
+        raise UserError(f"{name} is not a readable image ({exc})", "give a PNG or JPEG file") from None
 
 
 def read_rgb(path: str | os.PathLike, made_by: str | None = None) -> np.ndarray:

@@ -1,11 +1,31 @@
 #!/usr/bin/env bash
 # Set up .venv with everything the project needs. Re-running when nothing changed takes seconds.
+#   bash scripts/setup.sh              the pipeline and the tests
+#   bash scripts/setup.sh --annotate   also labelme, the annotation tool (brings Qt, ~700 MB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+annotate=0
+for arg in "$@"; do
+  case "$arg" in
+    --annotate) annotate=1 ;;
+    *) echo "error: unknown option $arg. Fix: use bash scripts/setup.sh [--annotate]." >&2; exit 2 ;;
+  esac
+done
+annotate_tool() {
+  [ "$annotate" = 1 ] || return 0
+  local stamp=.venv/.annotate-stamp want_tool
+  want_tool=$(sha256sum requirements-annotate.txt | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_tool" ]; then return 0; fi
+  echo "installing labelme into .venv..." >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-annotate.txt
+  echo "$want_tool" > "$stamp"
+  echo "labelme installed: .venv/bin/labelme path/to/scene/image.png" >&2
+}
 STAMP=.venv/.setup-stamp
 want=$(cat requirements.txt requirements-dev.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -x .venv/bin/python ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  annotate_tool
   exit 0
 fi
 echo "setting up .venv (first run takes a few minutes)..." >&2
@@ -20,3 +40,4 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 echo "$want" > "$STAMP"
 echo "set-up done: .venv" >&2
+annotate_tool

@@ -270,13 +270,13 @@ def test_linestrip_is_a_chain_of_hints(tmp_path):
 
 
 def test_unknown_shapes_and_plain_lines_are_skipped_with_a_warning(tmp_path, capsys):
-    extra = [shape("hint_p", "point", [(5, 5)]), shape("x", "mask", [(1, 1), (4, 4)]), line("river", (1, 1), (9, 9))]
+    extra = [shape("hint_p", "point", [(5, 5)]), shape("x", "point", [(1, 1)]), line("river", (1, 1), (9, 9))]
     folder = blank_scene(tmp_path / "s", [SQUARE, HINT, *extra])
     result = build_mask(folder)
     assert len(result.hints) == 1 and result.region_labels == ["water"]
     assert len(result.warnings) == 3
     err = capsys.readouterr().err
-    assert "hint_p" in err and "'mask' is not supported" in err and "river" in err
+    assert "hint_p" in err and "'point' is not supported" in err and "river" in err
 
 
 def test_points_outside_the_image_are_clipped_and_warned(tmp_path):
