@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 
 from scene.io import (
+    MAX_HINTS,
+    MAX_HINTS_FIX,
     MAX_PIXELS,
     Hint,
     ImageTooLarge,
@@ -152,19 +154,35 @@ def _embedded_bytes(json_path: Path, doc: dict[str, Any]) -> bytes | None:
 
 
 def image_candidates(json_path: Path, doc: dict[str, Any], extra: tuple[Path, ...] = ()) -> list[Path]:
-    """Picture files to try, in priority order: ``imagePath`` (relative to the JSON), its file name
-    beside the JSON, ``image.png|jpg|jpeg`` beside the JSON, then ``extra``. Only existing files."""
+    """Picture files to try, in priority order: ``image.png|jpg|jpeg`` beside the JSON, the file ``imagePath``
+    names (relative to the JSON), its file name beside the JSON, then ``extra``. Only existing files.
+
+    An annotation is data from whoever drew it: a file is taken only when it resolves (symlinks followed)
+    inside the JSON's folder. When none does and ``imagePath`` or a picture beside the JSON leads out of
+    the folder, that is a :class:`UserError`, never a read.
+    """
     folder = json_path.parent
-    out: list[Path] = []
+    root = folder.resolve()
+    out: list[Path] = [folder / name for name in IMAGE_NAMES]
     named = doc.get("imagePath")
     if isinstance(named, str) and named.strip():
         out += _named_paths(folder, named.strip())
-    out += [folder / name for name in IMAGE_NAMES]
     out += list(extra)
     seen: list[Path] = []
+    escapes: list[Path] = []
     for p in out:
-        if p.is_file() and p.resolve() not in [q.resolve() for q in seen]:
+        if not p.is_file():
+            continue
+        resolved = p.resolve()
+        if not resolved.is_relative_to(root):
+            escapes.append(p)
+        elif resolved not in [q.resolve() for q in seen]:
             seen.append(p)
+    if not seen and escapes:
+        raise UserError(
+            f"{json_path}: the photo {escapes[0]} lies outside the scene folder {folder} (imagePath or a link)",
+            f"copy the photo into {folder} as image.png",
+        )
     return seen
 
 
@@ -256,6 +274,10 @@ def split_shapes(
         points = np.asarray(shape["points"], np.float64).reshape(-1, 2)
         name = f"shape {i} '{label}' ({kind})"
         if is_hint_label(label):
+            if (
+                kind in HINT_TYPES and len(hints) + len(points) - 1 > MAX_HINTS
+            ):  # refused before a huge linestrip is parsed
+                raise UserError(f"{json_path} has more than {MAX_HINTS} hint segments", MAX_HINTS_FIX)
             hints += _parse_hint(json_path, name, label, kind, points, width, height, add)
         elif kind in REGION_TYPES:
             _check_region_points(json_path, name, kind, points)

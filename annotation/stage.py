@@ -152,6 +152,10 @@ def write_mask_outputs(result: MaskResult, config: MaskConfig) -> list[Path]:
     """Write image_rgb.png, mask.png, regions.png, hints.json, mask_preview.png, then the manifest."""
     scene = result.scene
     check_writable(scene.root)
+    from utils.space import require_space
+
+    h, w = result.regions.shape
+    require_space(scene.root, 16 * w * h + (1 << 20), "generate_mask.py")  # five pictures and their temporaries
     inputs = [q for q in (_inside(p, scene.root) for p in (result.json_path, result.image_path)) if q is not None]
     run = StageRun(scene, "mask", config, inputs=inputs)
     run.timings.update(result.timings)

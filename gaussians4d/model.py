@@ -409,6 +409,8 @@ def load_trained(scene: ScenePaths, device: str | torch.device = "cpu", iteratio
         what = "no trained 4D Gaussians" if iteration is None else f"no trained 4D Gaussians at iteration {iteration}"
         raise UserError(f"{paths.dir} has {what}", f"run {cmd} first")
     meta = read_json(paths.deformation_json(it), "deformation JSON", cmd)
+    if not isinstance(meta, dict):
+        raise UserError(f"{paths.deformation_json(it)} is not a JSON object", f"re-run {cmd}")
     try:
         if meta.get("format") != MODEL_FORMAT:
             raise ValueError(f"format {meta.get('format')}, expected {MODEL_FORMAT}")
@@ -419,7 +421,7 @@ def load_trained(scene: ScenePaths, device: str | torch.device = "cpu", iteratio
         field.load_state_dict(field_state)
         schedule, flow_scale = loop_schedule(meta["loop"]), float(meta["flow_scale"])
         from_photo = tensors["from_photo"].bool()
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError, SafetensorError) as exc:
         raise UserError(f"{paths.deformation(it)} is not a valid deformation file ({exc})", f"re-run {cmd}") from None
     canonical = load_ply(paths.ply(it), device)
     moving_idx = tensors["moving_idx"].long()

@@ -58,6 +58,9 @@ def _run(scene: ScenePaths, config: TrainConfig) -> dict | None:
     torch.manual_seed(config.seed)
     data = load_data(scene, config, device)
     check_writable(scene.root)
+    from utils.space import gaussians_bytes, require_space
+
+    require_space(scene.root, gaussians_bytes(config.densify.max_gaussians), "train_4DGS.py")
     model = build_model(scene, config, data, device)  # reads the rest of stage 1: a bad file fails before any write
     paths = scene.gaussians
     rerun = command_line("train_4DGS.py", config, preset(config.preset), always=("preset",))

@@ -111,16 +111,24 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     write_bytes(path, (text + "\n").encode())
 
 
+MAX_JSON_BYTES = 256 << 20  # the largest JSON read (a labelme file embedding a 64 MP photo is ~150 MB)
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file", made_by: str | None = None) -> Any:
+    """A JSON file's content; a missing, oversized (> 256 MB), undecodable or absurdly nested file is a UserError."""
     path = Path(path)
     if not path.is_file():
         raise _missing(path, made_by)
+    fix = f"re-run {made_by}" if made_by else "fix the file"
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise UserError(f"{path} is {size >> 20} MB, more than the {MAX_JSON_BYTES >> 20} MB a {what} may be", fix)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(
-            f"{path} is not valid JSON ({exc})", f"re-run {made_by}" if made_by else "fix the file"
-        ) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path} is not valid JSON ({str(exc)[:200]})", fix) from None
+    except RecursionError:
+        raise UserError(f"{path} is nested too deeply to be a {what}", fix) from None
 
 
 # ----------------------------------------------------------------------------- images
@@ -180,7 +188,13 @@ def load_image_any(path: Path | io.BytesIO, name: str | None = None) -> np.ndarr
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
             return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own limit (above ours) stops even the header
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP" if found else "too many pixels"
+        raise ImageTooLarge(
+            f"{name} has {size}, more than the {MAX_PIXELS // 1_000_000} MP this pipeline reads", MAX_PIXELS_FIX
+        ) from None
+    except (OSError, ValueError) as exc:
         raise UserError(f"{name} is not a readable image ({exc})", "give a PNG or JPEG file") from None
 
 
@@ -304,10 +318,16 @@ def write_hints(path: str | os.PathLike, hints: list[Hint]) -> None:
     )
 
 
+MAX_HINTS = 1000  # hint segments per scene: each costs a Gaussian weight per moving pixel of every view
+MAX_HINTS_FIX = "a few hints per region are enough: delete most of them in labelme"
+
+
 def read_hints(path: str | os.PathLike, made_by: str | None = "scripts/generate_mask.py") -> list[Hint]:
     data = read_json(path, "hints file", made_by)
     if not isinstance(data, list):
         raise _bad(Path(path), "hints file (a JSON list)", made_by)
+    if len(data) > MAX_HINTS:
+        raise UserError(f"{path} has {len(data)} hints, more than the {MAX_HINTS} a scene may have", MAX_HINTS_FIX)
     hints = []
     for item in data:
         try:

@@ -154,6 +154,45 @@ def damaged_flow_model(scene: Path, tmp: Path) -> None:
     (tmp / "bad.pth").write_bytes(b"PK\x03\x04 not a checkpoint")
 
 
+def huge_png_header(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width`` x ``height`` (its pixels are absent: a reader must stop at the header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def photo_outside(scene: Path, tmp: Path) -> None:
+    """An annotation whose imagePath leads out of the scene folder, and no photo beside it."""
+    (tmp / "secret.png").write_bytes((scene / "image.png").read_bytes())
+    (scene / "image.png").unlink()
+    edit_labelme(lambda d: d.update(imagePath="../secret.png", imageData=None))(scene, tmp)
+
+
+def huge_photo(scene: Path, tmp: Path) -> None:
+    (scene / "image.png").write_bytes(huge_png_header(20000, 20000))
+    edit_labelme(lambda d: d.update(imageData=None, imageWidth=20000, imageHeight=20000))(scene, tmp)
+
+
+def _many_hints(doc: dict) -> None:
+    hint = next(s for s in doc["shapes"] if s["label"].startswith("hint"))
+    doc["shapes"] += [{**hint, "label": f"hint_{i}"} for i in range(2000)]
+
+
+def oversized_json(scene: Path, tmp: Path) -> None:
+    with open(scene / "image.json", "r+b") as f:  # sparse: 300 MB on paper, nothing on the disk
+        f.truncate(300 << 20)
+
+
+def many_hints_file(scene: Path, tmp: Path) -> None:
+    one = {"start": [10.0, 10.0], "end": [12.0, 10.0], "region": 1, "label": "hint"}
+    write("hints.json", json.dumps([one] * 1500), rehashed=True)(scene, tmp)
+
+
 def read_only(scene: Path, tmp: Path) -> None:
     """chmod a-w on the scene folder (the project refuses it even as root, by its mode bits)."""
     scene.chmod(scene.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
@@ -183,12 +222,19 @@ CASES = [
         prepare=lambda s, t: (write("image.png", b"not a png")(s, t), edit_labelme(_no_photo)(s, t)),
     ),
     Case("mask-read-only-folder", "mask", "raw", prepare=read_only, expect="cannot write"),
+    Case("mask-image-path-outside-the-scene", "mask", "raw", prepare=photo_outside, expect="outside the scene folder"),
+    Case("mask-photo-20000x20000", "mask", "raw", prepare=huge_photo, expect="400 MP"),
+    Case("mask-thousands-of-hints", "mask", "raw", prepare=edit_labelme(_many_hints), expect="more than 1000 hint"),
+    Case("mask-labelme-json-300-mb", "mask", "raw", prepare=oversized_json, expect="300 MB"),
+    Case("mask-labelme-json-nested-deep", "mask", "raw", prepare=write("image.json", "[" * 100_000 + "]" * 100_000), expect="nested"),
+    Case("mask-mask-shape-not-png", "mask", "raw", prepare=edit_labelme(lambda d: d["shapes"][0].update(shape_type="mask", points=[[1, 1], [9, 9]], mask="bm90IGEgcG5n")), expect="not a base64 PNG"),
     # --- train_motion.py
     Case("motion-before-mask", "motion", "raw", expect="generate_mask"),
     Case("motion-stale-labelme", "motion", "mask", prepare=edit_labelme(_move_first_hint), expect="stale"),
     Case("motion-mask-manifest-malformed", "motion", "mask", prepare=write("manifests/mask.json", "{"), expect="JSON"),
     Case("motion-hints-truncated", "motion", "mask", prepare=truncate("hints.json"), expect="modified"),
     Case("motion-hints-string", "motion", "mask", prepare=write("hints.json", '"north"', rehashed=True)),
+    Case("motion-hints-thousands", "motion", "mask", prepare=many_hints_file, expect="1500 hints"),
     Case("motion-regions-wrong-size", "motion", "mask", prepare=regions_wrong_size, expect="48x32"),
     Case("motion-photo-missing", "motion", "mask", prepare=remove("image_rgb.png"), expect="missing"),
     Case("motion-n-frames-0", "motion", "mask", ("--n_frames", "0"), expect="--n_frames"),

@@ -147,15 +147,47 @@ def test_image_path_mismatch_uses_the_file_beside(tmp_path, toy):
     assert result.image_path == folder / "image.png"
 
 
-def test_image_path_preferred_over_image_png(tmp_path, toy):
+def test_image_png_preferred_over_image_path(tmp_path, toy):
     folder = save_scene(toy, tmp_path / "s")
     (folder / "photos").mkdir()
     other = np.full_like(toy.image, 7)
     Image.fromarray(other).save(folder / "photos" / "p.png")
     edit_json(folder, lambda d: d.update(imagePath="photos\\p.png"))  # Windows separators, as labelme writes
+    assert build_mask(folder).image_path == folder / "image.png"
+    (folder / "image.png").unlink()  # without image.png beside the JSON, imagePath is followed
     result = build_mask(folder)
     assert result.image_path == folder / "photos" / "p.png"
     np.testing.assert_array_equal(result.image, other)
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink-dir", "symlink-beside"])
+def test_a_photo_outside_the_scene_folder_is_never_read(tmp_path, toy, how, capsys):
+    """imagePath (or a link) leading out of the scene folder: one line and exit 2, nothing read or written."""
+    folder = save_scene(toy, tmp_path / "s")
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    Image.fromarray(toy.image).save(outside / "p.png")
+    (folder / "image.png").unlink()
+    if how == "dotdot":
+        edit_json(folder, lambda d: d.update(imagePath="../secret/p.png", imageData=None))
+    elif how == "absolute":
+        edit_json(folder, lambda d: d.update(imagePath=str(outside / "p.png"), imageData=None))
+    elif how == "symlink-dir":
+        (folder / "photos").symlink_to(outside, target_is_directory=True)
+        edit_json(folder, lambda d: d.update(imagePath="photos/p.png", imageData=None))
+    else:
+        (folder / "image.png").symlink_to(outside / "p.png")
+    before = sorted(p.name for p in folder.iterdir())
+    assert run_main(CLI.main, ["--input_dir", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "lies outside the scene folder" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_an_escaping_image_path_is_ignored_when_the_photo_is_beside(tmp_path, toy):
+    folder = save_scene(toy, tmp_path / "s")
+    edit_json(folder, lambda d: d.update(imagePath="../../../../etc/passwd"))
+    assert build_mask(folder).image_path == folder / "image.png"
 
 
 @pytest.mark.parametrize("absolute", [True, False])
@@ -166,6 +198,7 @@ def test_absolute_image_path(tmp_path, toy, absolute):
     Image.fromarray(other).save(folder / "p.png")
     named = "C:\\Users\\me\\p.png" if not absolute else str(folder / "p.png")
     edit_json(folder, lambda d: d.update(imagePath=named))
+    (folder / "image.png").unlink()  # image.png beside the JSON would come first
     result = build_mask(folder)
     assert result.image_path.name == "p.png"
     np.testing.assert_array_equal(result.image, other)
@@ -560,3 +593,14 @@ def test_legacy_folder_photo_and_cross_check(tmp_path, toy):
     result = build_mask(legacy)
     np.testing.assert_array_equal(result.regions, toy.regions)
     assert any("disagrees with image.json" in w for w in result.warnings)
+
+
+def test_a_million_point_polygon_is_rasterised(tmp_path):
+    """An absurdly detailed polygon (an AI tool's outline, or hostile) is handled: a million points in a few seconds."""
+    t = np.linspace(0.0, 2.0 * np.pi, 1_000_000, endpoint=False)
+    ring = np.stack([40 + 20 * np.cos(t), 30 + 20 * np.sin(t)], 1)
+    folder = blank_scene(tmp_path / "s", [shape("water", "polygon", ring.tolist()), HINT])
+    result = build_mask(folder)
+    yy, xx = np.mgrid[0:60, 0:80]
+    disc = (xx - 40) ** 2 + (yy - 30) ** 2 <= 19**2
+    assert result.regions[disc].all() and result.regions.sum() < (np.pi * 21**2)
