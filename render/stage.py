@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from render.camera_paths import DEFAULT_PATHS, CameraPath, load_camera_path, resolve_presets
 from render.config import RenderConfig, background_rgb
 from render.videos import LoopModel, RenderOptions, RenderSummary, render_videos
 from scene.cameras import image_size
-from scene.io import remove_stale_temps
 from scene.lock import scene_lock
-from scene.manifest import StageRun, check_writable, read_manifest, require_stage
-from scene.paths import ScenePaths
+from scene.manifest import StageRun, check_writable, read_manifest, require_stage, staged_dir
+from scene.paths import VIDEO_QUALITY, VIDEO_QUALITY_PLOT, ScenePaths
 from scene.quality import LoopMeter
 from utils.config import command_line, to_dict
 from utils.console import info
@@ -69,8 +70,8 @@ def _run(scene: ScenePaths, config: RenderConfig) -> RenderSummary:
         )
     photo = model.cameras[0]
     size = image_size(config.resolution, photo.width, photo.height, upscale=True)
-    if config.resolution is None:
-        size = training_size(scene) or size
+    trained = training_size(scene) if config.resolution is None else None
+    size = trained or size
     options = RenderOptions(
         paths=paths,
         loops=config.loops,
@@ -85,45 +86,43 @@ def _run(scene: ScenePaths, config: RenderConfig) -> RenderSummary:
         fill_limit=config.fill_limit,
         max_zoom=config.max_zoom,
     )
+    from utils.space import render_bytes, require_space
+
+    frames = config.loops * int(model.n_frames)
+    ply = 250 * frames * len(model.at_time(0.0).means) if config.export_ply else 0
+    need = render_bytes(size[0] * size[1], frames, len(paths), config.save_frames, config.gif, ply)
+    require_space(scene.root, need, "render_4DGS.py")
+    if trained:
+        info(f"rendering at the CPU preset's training size {size[0]}x{size[1]} (--resolution to change it)")
     recorded = {**to_dict(config), "paths": [p.name for p in paths]}  # presets and the custom path, resolved
     rerun = command_line("render_4DGS.py", config, RenderConfig())
     run_ = StageRun(scene, "render", recorded, [scene.manifest("gaussians")], rerun)
-    run_.invalidate()
-    remove_stale_temps(scene.video_dir)  # half-written videos of a killed run
     meters = static_meter(scene, model) if any(p.name == "static" for p in paths) else {}
-    with run_.step("render"):
-        summary = render_videos(model, scene.video_dir, options, device, meters)
+    before = _files_in(scene.video_dir)
+    # Rendered into SCENE/.video.partial and swapped in whole: until then the earlier videos (and their
+    # manifest) are as they were, whatever stops the run (Ctrl-C, a full disk); after, the folder holds
+    # exactly what the manifest lists.
+    with staged_dir(scene.video_dir) as out:
+        with run_.step("render"):
+            summary = render_videos(model, out, options, device, meters)
+        made = summary.outputs()
+        if meters:
+            run_.info["quality"] = {"static": write_quality(out, meters["static"].result())}
+            made += [out / VIDEO_QUALITY, out / VIDEO_QUALITY_PLOT]
+        run_.invalidate()  # the previous videos are about to be replaced
     run_.timings["bake"] = summary.bake_s
     run_.timings["rasterize"] = summary.raster_s
     run_.info.update(summary.info())
-    outputs = summary.outputs()
-    if meters:
-        run_.info["quality"] = {"static": write_quality(scene, meters["static"].result())}
-        outputs += [scene.video_quality, scene.video_quality_plot]
-    remove_others(scene.video_dir, outputs)
+    outputs = [scene.video_dir / Path(p).relative_to(out) for p in made]
+    gone = sorted(before - _files_in(scene.video_dir))
+    if gone:
+        info(f"removed {len(gone)} file(s) of an earlier render that this one did not make: {', '.join(gone[:6])}")
     run_.finish(outputs=outputs)
     return summary
 
 
-def remove_others(folder, outputs) -> None:
-    """Remove what an earlier run left in ``folder`` that this run did not make (a video of a path not rendered
-    now would look current beside the new ones): the folder holds what the manifest lists."""
-    import shutil
-    from pathlib import Path
-
-    keep = {Path(p).resolve() for p in outputs}
-    gone = []
-    for path in sorted(Path(folder).rglob("*"), reverse=True):  # files before their folders
-        resolved = path.resolve()
-        if resolved in keep or any(k in resolved.parents for k in keep if k.is_dir()):
-            continue
-        if path.is_file():
-            path.unlink()
-            gone.append(path.name)
-        elif path.is_dir() and not any(path.iterdir()):
-            shutil.rmtree(path)
-    if gone:
-        info(f"removed {len(gone)} file(s) of an earlier render that this one did not make: {', '.join(gone[:6])}")
+def _files_in(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else set()
 
 
 def training_size(scene: ScenePaths) -> tuple[int, int] | None:
@@ -136,10 +135,10 @@ def training_size(scene: ScenePaths) -> tuple[int, int] | None:
         metrics = json.loads(scene.gaussians.metrics.read_text())
         if config.get("preset") == "cpu":
             w, h = (int(v) for v in metrics["resolution"])
-            info(f"rendering at the CPU preset's training size {w}x{h} (--resolution to change it)")
-            return w, h
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+            if 0 < w <= 1 << 14 and 0 < h <= 1 << 14:
+                return w, h
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        pass  # an unreadable record: the photo's size
     return None
 
 
@@ -161,11 +160,11 @@ def static_meter(scene: ScenePaths, model: LoopModel) -> dict[str, LoopMeter]:
     return {"static": LoopMeter(photo, mask, flow, scale, 2)}
 
 
-def write_quality(scene: ScenePaths, result: dict) -> dict:
-    """video/quality.json and quality.png (the retention curve); the summary the manifest records."""
+def write_quality(folder: Path, result: dict) -> dict:
+    """quality.json and quality.png (the retention curve) in the video folder; the summary the manifest records."""
     from scene.io import write_json, write_png
     from scene.quality import retention_plot
 
-    write_json(scene.video_quality, {"static": result})
-    write_png(scene.video_quality_plot, retention_plot({"static render": result["texture_retention"]}))
+    write_json(folder / VIDEO_QUALITY, {"static": result})
+    write_png(folder / VIDEO_QUALITY_PLOT, retention_plot({"static render": result["texture_retention"]}))
     return {k: v for k, v in result.items() if k != "texture_retention"}

@@ -228,7 +228,7 @@ def _coverage(model: LoopModel, baked: list[GaussianParams]) -> Coverage | None:
     return Coverage.of(baked, rows()) if rows is not None else None
 
 
-def _small(base: Camera, width: int = 320) -> Camera:
+def _small(base: Camera, width: int = 160) -> Camera:
     """``base`` at most ``width`` wide, for the coverage renders (smaller, a frame's one-pixel edge weighs more)."""
     w = min(width, base.width)
     return resize_camera(base, w, max(8, round(base.height * w / base.width)))
@@ -246,7 +246,7 @@ def _framed_paths(options: RenderOptions, coverage, base: Camera, scale: float) 
         )
         if framed.zoom != 1.0 or framed.amplitude != 1.0:
             info(
-                f"{path.name}: zoom {framed.zoom:.3g}, motion x{framed.amplitude:.3g} keep filled content off the frame"
+                f"{path.name}: zoom {framed.zoom:.3g}, motion x{framed.amplitude:.3g} (keeps filled content off the frame)"
             )
         paths.append(framed)
         worst.append(filled)

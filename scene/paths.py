@@ -9,6 +9,7 @@ MASK_CMD = "python scripts/generate_mask.py --input_dir SCENE"
 MOTION_CMD = "python train_motion.py --input_dir SCENE"
 GAUSSIANS_CMD = "python train_4DGS.py --input_dir SCENE"
 RENDER_CMD = "python render_4DGS.py --input_dir SCENE"
+VIDEO_QUALITY, VIDEO_QUALITY_PLOT = "quality.json", "quality.png"  # in SCENE/video/
 
 
 @dataclass(frozen=True)
@@ -199,11 +200,11 @@ class ScenePaths:
 
     @property
     def video_quality(self) -> Path:  # the static path's texture retention, seam and motion (scene/quality.py)
-        return self.video_dir / "quality.json"
+        return self.video_dir / VIDEO_QUALITY
 
     @property
     def video_quality_plot(self) -> Path:
-        return self.video_dir / "quality.png"
+        return self.video_dir / VIDEO_QUALITY_PLOT
 
     @property
     def report(self) -> Path:

@@ -182,14 +182,17 @@ def test_kill_train_4dgs_then_resume(pipeline, tmp_path):  # noqa: F811
 
 
 def test_kill_render_then_rerun(pipeline, tmp_path):  # noqa: F811
-    """Killed mid-video: the trained model intact, no render manifest; the re-run writes every video."""
+    """Killed mid-video: the earlier videos and their manifest as they were (the new ones were being made in
+    SCENE/.video.partial); the re-run writes every video and clears the partial folder."""
     scene = pipeline.copy("render", tmp_path / "scene")
     before = protected(scene, "render")
+    old = manifest_outputs(scene, "render")
     kill_at("render", scene, "render:video", "--paths", "circle", "side", tmp=tmp_path)
-    assert list((scene / "video").glob(".*.tmp*")), "the kill point is mid-video"
+    assert list((scene / ".video.partial").glob(".*.tmp*")), "the kill point is mid-video"
     _check_kill(scene, "render", before)
-    assert not (scene / "manifests" / "render.json").exists(), "a manifest vouches for a killed render"
+    assert manifest_outputs(scene, "render") == old, "the earlier render is no longer what its manifest says"
     run_stage("render", scene, "--paths", "circle", "side")
     manifest = require_stage(ScenePaths(scene), "render")
     assert {"video/circle.mp4", "video/side.mp4"} <= set(manifest["outputs"])
+    assert not (scene / ".video.partial").exists() and not (scene / ".video.old").exists()
     assert_no_temp_litter(scene)
