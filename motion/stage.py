@@ -32,9 +32,9 @@ from utils.errors import UserError
 from utils.failpoints import hold
 
 PRIOR_WARNING = (
-    "depth: using the geometric landscape prior (sky far, ground receding to the horizon), crude on real "
-    "photos. For learned depth put Depth Anything V2 Small in ckpts/depth-anything-v2-small, or run online "
-    "once (it is downloaded), or pass --depth_model"
+    "using the geometric landscape prior for depth (sky far, ground receding to the horizon; crude on real "
+    "photos). For learned depth put Depth Anything V2 Small in ckpts/depth-anything-v2-small, run once "
+    "online (it is downloaded), or pass --depth_model"
 )
 
 
@@ -50,6 +50,7 @@ def run(config: MotionConfig) -> dict:
 def _run(scene: ScenePaths, config: MotionConfig) -> dict:
     require_stage(scene, "mask")
     check_writable(scene.root)
+    check_space(scene, config)
     check_models(config)
     device = str(resolve_device(config.device))
     if config.threads > 0:  # 0 keeps torch's default (one thread per core); results do not depend on it
@@ -102,6 +103,20 @@ def load_flow_model(config: MotionConfig, device: str, run: StageRun):
 # ----------------------------------------------------------------------------- depth and views
 
 
+def check_space(scene: ScenePaths, config: MotionConfig) -> None:
+    """Refuse before any work when the outputs cannot fit on the disk (utils/space.py's estimate)."""
+    from PIL import Image
+
+    from motion.config import video_view_indices
+    from utils.space import motion_bytes, require_space
+
+    with Image.open(scene.photo) as im:  # the header only
+        w, h = image_size(config.views.resolution, im.width, im.height)
+    n_video = len(video_view_indices(config.video.video_views, config.views.n_views))
+    need = motion_bytes(w * h, config.views.n_views, config.video.n_frames, n_video)
+    require_space(scene.root, need, f"train_motion.py at {w}x{h}")
+
+
 def read_inputs(scene: ScenePaths, resolution: str | None) -> tuple[np.ndarray, np.ndarray, list[Hint]]:
     """Photo (uint8), regions and hints at the working resolution (``--resolution``)."""
     made_by = MASK_CMD.replace("SCENE", str(scene.root))
@@ -145,7 +160,7 @@ def make_inpainter(config: InpaintConfig, device: str, seed: int):
     return model, f"model:{config.inpaint_model}"
 
 
-def _record_depth(run: StageRun, result, method: str) -> None:
+def _record_depth(run: StageRun, result) -> None:
     """Say which depth was used and record it (manifest ``info.depth``; the prior is a report banner)."""
     run.info["depth"] = {"method": result.method, **result.info}
     if result.method != "prior":
@@ -156,11 +171,9 @@ def _record_depth(run: StageRun, result, method: str) -> None:
         note = f"the depth prior replaced the depth model {source} (it could not be loaded)"
     elif missing:
         note = f"depth from the geometric landscape prior: {missing}"
-        warn(f"{missing}. {PRIOR_WARNING}")
-    else:
+        warn(f"depth: {missing}; {PRIOR_WARNING}")
+    else:  # asked for with --depth prior: recorded, not warned
         note = "depth from the geometric landscape prior (--depth prior)"
-        if method != "prior":
-            warn(PRIOR_WARNING)
     run.info.setdefault("warnings", []).append(note)
 
 
@@ -176,7 +189,7 @@ def make_views(scene: ScenePaths, config: MotionConfig, run: StageRun, device: s
     source = source_camera(w, h, config.views.fov)
     with run.step("depth"):
         result = estimate_depth(photo, float(source.K[1, 1]), config.depth.depth, config.depth.depth_model, device)
-    _record_depth(run, result, config.depth.depth)
+    _record_depth(run, result)
     cameras = view_cameras(source, config.views.n_views, config.views.view_span, config.views.pivot_depth)
     with run.step("inpainter"):
         inpaint, inpaint_name = make_inpainter(config.inpaint, device, config.seed)

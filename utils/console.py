@@ -77,12 +77,15 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
                 bar.advance(task)
         return
     start = time.perf_counter()
-    last = start
+    last, first = start, None  # the rate leaves out the first item: it carries the set-up (warm-up, caches)
     for i, item in enumerate(items, 1):
         yield item
         now = time.perf_counter()
+        first = now if first is None else first
         if now - last > 5.0 or i == total:
-            rate = i / max(now - start, 1e-9)
-            eta = (total - i) / rate if rate > 0 else float("nan")
-            console.print(f"{description}: {i}/{total} {rate:.1f} it/s ETA {eta:.0f}s")
+            if i == 1:
+                console.print(f"{description}: 1/{total} first in {now - start:.1f}s")
+            else:
+                rate = (i - 1) / max(now - first, 1e-9)
+                console.print(f"{description}: {i}/{total} {rate:.1f} it/s ETA {(total - i) / rate:.0f}s")
             last = now
