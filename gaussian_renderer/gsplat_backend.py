@@ -2,8 +2,49 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 from torch import Tensor
+
+BUILD_SECONDS = 75  # gsplat's one-time CUDA build on the GPU machine (16 cores); docs/BENCHMARKS.md
+
+
+def extension_built() -> bool:
+    """Whether gsplat's CUDA extension is there already (prebuilt in the wheel, or JIT-built on this machine)."""
+    try:
+        from gsplat import csrc  # noqa: F401 (a prebuilt extension)
+
+        return True
+    except ImportError:
+        pass
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return (Path(_get_build_directory("gsplat_cuda", verbose=False)) / "gsplat_cuda.so").is_file()
+    except Exception:  # a private torch helper: when it changes, assume a build is needed
+        return False
+
+
+@functools.cache
+def load_extension() -> None:
+    """Import gsplat's CUDA extension, building it first when needed (said in one line: it takes a while)."""
+    if not extension_built():
+        from utils.console import info
+
+        info(
+            f"building gsplat's CUDA extension: once per machine, about {BUILD_SECONDS} s (bash scripts/setup.sh does it ahead)"
+        )
+    from gsplat.cuda._backend import _C
+
+    if _C is None:
+        from utils.errors import UserError
+
+        raise UserError(
+            "gsplat's CUDA extension could not be built or loaded (is the CUDA toolkit, nvcc, installed?)",
+            "install the CUDA toolkit matching torch, or run on the CPU with --device cpu",
+        )
 
 
 def render_gsplat(
@@ -25,6 +66,7 @@ def render_gsplat(
 
     Returns rgb [C, H, W, 3], depth [C, H, W], alpha [C, H, W], radii [C, N] int32, means2d [C, N, 2].
     """
+    load_extension()
     from gsplat import rasterization  # imported lazily: it needs CUDA and JIT-builds on first use
 
     render_colors, render_alphas, meta = rasterization(

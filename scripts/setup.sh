@@ -38,6 +38,11 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     || .venv/bin/python -m pip install -q --disable-pip-version-check "torch>=2.11"
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+if .venv/bin/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  # With a GPU, build gsplat's CUDA extension now (about 75 s, once) rather than inside the first run.
+  .venv/bin/python -c "from gaussian_renderer.gsplat_backend import load_extension; load_extension()" \
+    || echo "warning: gsplat's CUDA extension did not build; train_4DGS/render_4DGS will retry (or use --device cpu)" >&2
+fi
 echo "$want" > "$STAMP"
 echo "set-up done: .venv" >&2
 annotate_tool

@@ -1,0 +1,95 @@
+"""Profile train_4DGS's iterations on a scene that has stage 1's outputs; prints where the time goes.
+
+    python scripts/profile_4dgs.py --input_dir SCENE --iterations 100            # GPU machine (gsplat)
+    python scripts/profile_4dgs.py --input_dir SCENE --iterations 10 --device cpu
+
+For the coarse and for the fine stage: wall milliseconds per iteration (no profiler attached, CUDA
+synchronised), then a torch.profiler table of the top operators by self device time and by self CPU
+time. Nothing is written to the scene folder (the trainer works in a temporary folder). Any other
+option is a train_4DGS option.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from utils.cli import make_parser, run_main  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(trainer, first: int, n: int) -> float:
+    """Milliseconds per iteration over iterations first .. first + n - 1."""
+    _sync(trainer.device)
+    start = time.perf_counter()
+    for it in range(first, first + n):
+        trainer.step(it)
+    _sync(trainer.device)
+    return (time.perf_counter() - start) / n * 1000
+
+
+def _profiled(trainer, first: int, n: int, rows: int) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for it in range(first, first + n):
+            trainer.step(it)
+        _sync(trainer.device)
+    table = prof.key_averages()
+    by_device = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    parts = [table.table(sort_by=by_device, row_limit=rows)]
+    if trainer.device.type == "cuda":
+        parts.append(table.table(sort_by="self_cpu_time_total", row_limit=rows))
+    return "\n".join(parts)
+
+
+def main(argv=None) -> int:
+    import train_4DGS
+    from gaussians4d.data import load_data
+    from gaussians4d.stage import build_model
+    from gaussians4d.trainer import Trainer
+    from scene.paths import ScenePaths
+    from utils.device import resolve_device
+
+    parser = make_parser("Profile train_4DGS iterations; other options are train_4DGS.py's.")
+    parser.add_argument("--iterations", type=int, default=100, help="iterations timed and profiled per stage")
+    parser.add_argument("--warmup", type=int, default=20, help="iterations run first, untimed, per stage")
+    parser.add_argument("--rows", type=int, default=18, help="rows of each profiler table")
+    args, train_args = parser.parse_known_args(argv)
+    cfg = train_4DGS.build_config(train_args)
+    scene = ScenePaths(cfg.input_dir)
+    device = resolve_device(cfg.run.device)
+    data = load_data(scene, cfg, device)
+    model = build_model(scene, cfg, data, device)
+    print(f"{scene.root}: {len(model)} Gaussians, training at {data.width}x{data.height}, preset {cfg.preset}")
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(cfg, data, model, Path(folder), {"config_key": "", "motion_manifest": ""})
+        coarse = cfg.optim.coarse_iterations
+        stages = [("coarse", 1), ("fine", coarse + 1)]
+        for name, first in stages:
+            n, w = args.iterations, args.warmup
+            if name == "coarse" and w + 2 * n > coarse:
+                print(f"coarse stage: only {coarse} iterations; profiling what fits")
+                n = max((coarse - w) // 2, 1)
+            trainer.step(first)  # the first call of a stage pays one-time costs (gsplat JIT, allocator)
+            _timed(trainer, first + 1, w)
+            ms = _timed(trainer, first + 1 + w, n)
+            print(f"\n== {name}: {ms:.2f} ms/iteration ({1000 / ms:.1f} it/s), {len(model)} Gaussians ==")
+            print(_profiled(trainer, first + 1 + w + n, n, args.rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
