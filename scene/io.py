@@ -362,7 +362,7 @@ def read_cameras(path: str | os.PathLike, made_by: str | None = "train_motion.py
     data = read_json(path, "cameras file", made_by)
     try:
         return [Camera(c["K"], c["w2c"], int(c["width"]), int(c["height"])) for c in data["cameras"]]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: a size of Infinity (found by fuzzing)
         raise _bad(Path(path), "cameras file", made_by) from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -121,3 +123,11 @@ def test_cameras_points_hints_round_trip(tmp_path):
     hints = [io.Hint((1.5, 2.0), (3.0, 4.0), 1, "hint_0")]
     io.write_hints(tmp_path / "h.json", hints)
     assert io.read_hints(tmp_path / "h.json") == hints
+
+
+def test_cameras_with_an_infinite_size_are_refused(tmp_path):
+    """A case the long fuzzing run found: JSON's Infinity as a camera's height (int() overflows)."""
+    cam = {"width": 48, "height": float("inf"), "K": np.diag([50.0, 50.0, 1.0]).tolist(), "w2c": np.eye(4).tolist()}
+    (tmp_path / "c.json").write_text(json.dumps({"cameras": [cam]}))
+    with pytest.raises(UserError, match="cameras file"):
+        io.read_cameras(tmp_path / "c.json")
