@@ -36,14 +36,18 @@ def load_extension() -> None:
         info(
             f"building gsplat's CUDA extension: once per machine, about {BUILD_SECONDS} s (bash scripts/setup.sh does it ahead)"
         )
-    from gsplat.cuda._backend import _C
-
+    try:
+        from gsplat.cuda._backend import _C
+    except Exception as exc:  # gsplat's JIT build raises whatever the compiler or torch raise
+        _C, why = None, f" ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+    else:
+        why = ""
     if _C is None:
         from utils.errors import UserError
 
         raise UserError(
-            "gsplat's CUDA extension could not be built or loaded (is the CUDA toolkit, nvcc, installed?)",
-            "install the CUDA toolkit matching torch, or run on the CPU with --device cpu",
+            f"gsplat's CUDA extension could not be built or loaded{why}",
+            "install the CUDA toolkit (nvcc) matching torch's CUDA, or run on the CPU with --device cpu",
         )
 
 
