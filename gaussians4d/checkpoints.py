@@ -86,7 +86,10 @@ def load_checkpoint(
             key = f"opt.{group['name']}.{j}"
             if f"{key}.exp_avg" in tensors:
                 optimizer.state[p] = {
-                    "step": torch.tensor(meta["adam_steps"][f"{group['name']}.{j}"]),
+                    "step": torch.tensor(
+                        float(meta["adam_steps"][f"{group['name']}.{j}"]),
+                        device=p.device if group.get("fused") else "cpu",  # fused Adam keeps it on the device
+                    ),
                     "exp_avg": tensors[f"{key}.exp_avg"],
                     "exp_avg_sq": tensors[f"{key}.exp_avg_sq"],
                 }

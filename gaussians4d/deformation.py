@@ -80,16 +80,19 @@ def projective_coords(points: Tensor, w2c: Tensor) -> Tensor:
     return torch.cat([cam[:, :2] * inv_z, inv_z], dim=1)
 
 
-def _sample_plane(plane: Tensor, u: Tensor, v: Tensor) -> Tensor:
-    """Bilinear samples [P, F] of ``plane`` [1, F, H, W] at u (along W) and v (along H), both in [-1, 1]."""
-    grid = torch.stack([u, v], dim=-1).view(1, 1, -1, 2)
-    out = F.grid_sample(plane, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out[0, :, 0].T
+def _sample_planes(planes: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """Bilinear samples [K, F, P] of K planes [K, F, H, W]: plane k at u[k] (along W) and v[k] (along H).
+
+    ``u`` and ``v`` are [K, P] in [-1, 1]; one grid_sample call for the K planes of a level.
+    """
+    grid = torch.stack([u, v], dim=-1)[:, None]  # [K, 1, P, 2]
+    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out[:, :, 0]
 
 
-def _wrap_time(plane: Tensor) -> Tensor:
+def _wrap_time(planes: Tensor) -> Tensor:
     """Append the first time row after the last: sampling at t = 1 then reads row 0 exactly."""
-    return torch.cat([plane, plane[:, :, :1]], dim=2)
+    return torch.cat([planes, planes[:, :, :1]], dim=2)
 
 
 class HexPlaneDeformation(nn.Module):
@@ -143,18 +146,27 @@ class HexPlaneDeformation(nn.Module):
         q = projective_coords(points, self.w2c)
         return ((q - self.lo) / (self.hi - self.lo) * 2 - 1).clamp(-1, 1)
 
+    def level_planes(self, level: int) -> tuple[Tensor, Tensor]:
+        """The three spatial planes [3, F, r, r] and three time planes [3, F, T, r] of ``level``, stacked."""
+        k = slice(3 * level, 3 * level + 3)
+        return torch.cat(list(self.spatial[k])), torch.cat(list(self.temporal[k]))
+
     def features(self, points: Tensor, t: float) -> Tensor:
-        """HexPlane features [P, grid_features * levels] at canonical ``points`` and loop time ``t``."""
-        p = self.normalized(points)
-        tt = p.new_full((p.shape[0],), float(t) % 1.0 * 2 - 1)
+        """HexPlane features [P, grid_features * levels] at canonical ``points`` and loop time ``t``.
+
+        Per level, the product of the six planes' bilinear samples: xy, xz, yz at the point's projective
+        coordinates, and xt, yt, zt at (coordinate, t) on the wrapped time axis.
+        """
+        p = self.normalized(points).T  # [3, P]
+        u_space, v_space = p[[a for a, _ in SPATIAL_PAIRS]], p[[b for _, b in SPATIAL_PAIRS]]
+        v_time = p.new_full(p.shape, float(t) % 1.0 * 2 - 1)
         levels = []
         for level in range(len(self.config.grid_multires)):
-            feat = p.new_ones(p.shape[0], self.config.grid_features)
-            for k, (a, b) in enumerate(SPATIAL_PAIRS):
-                feat = feat * _sample_plane(self.spatial[3 * level + k], p[:, a], p[:, b])
-            for axis in range(3):
-                feat = feat * _sample_plane(_wrap_time(self.temporal[3 * level + axis]), p[:, axis], tt)
-            levels.append(feat)
+            spatial, temporal = self.level_planes(level)
+            feat = _sample_planes(spatial, u_space, v_space).prod(0) * _sample_planes(
+                _wrap_time(temporal), p, v_time
+            ).prod(0)
+            levels.append(feat.T)
         return torch.cat(levels, dim=1)
 
     def forward(self, points: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -165,21 +177,22 @@ class HexPlaneDeformation(nn.Module):
 
     def regularization(self, tv_weight: float, time_weight: float) -> Tensor:
         """TV of the spatial planes + periodic second-order smoothness of the time planes along time."""
-        zero = self.lo.new_zeros(())
-        tv = sum((plane_tv(p) for p in self.spatial), zero)
-        smooth = sum((time_smoothness(p) for p in self.temporal), zero)
+        tv, smooth = self.lo.new_zeros(()), self.lo.new_zeros(())
+        for level in range(len(self.config.grid_multires)):
+            spatial, temporal = self.level_planes(level)
+            tv, smooth = tv + plane_tv(spatial), smooth + time_smoothness(temporal)
         return tv_weight * tv + time_weight * smooth
 
 
-def plane_tv(plane: Tensor) -> Tensor:
-    """Mean squared first differences of ``plane`` [1, F, H, W] along both axes."""
-    dh = plane[..., 1:, :] - plane[..., :-1, :]
-    dw = plane[..., :, 1:] - plane[..., :, :-1]
-    return dh.square().mean() + dw.square().mean()
+def plane_tv(planes: Tensor) -> Tensor:
+    """Sum over the K planes [K, F, H, W] of each plane's mean squared first differences along both axes."""
+    dh = planes[..., 1:, :] - planes[..., :-1, :]
+    dw = planes[..., :, 1:] - planes[..., :, :-1]
+    return (dh.square().mean(dim=(1, 2, 3)) + dw.square().mean(dim=(1, 2, 3))).sum()
 
 
-def time_smoothness(plane: Tensor) -> Tensor:
-    """Mean squared second difference along the (periodic) time axis (dim 2) of ``plane`` [1, F, T, W]."""
-    first = torch.roll(plane, -1, dims=2) - plane
+def time_smoothness(planes: Tensor) -> Tensor:
+    """Sum over the K planes [K, F, T, W] of the mean squared second difference along the periodic time axis."""
+    first = torch.roll(planes, -1, dims=2) - planes
     second = torch.roll(first, -1, dims=2) - first
-    return second.square().mean()
+    return second.square().mean(dim=(1, 2, 3)).sum()

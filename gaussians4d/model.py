@@ -160,20 +160,25 @@ class TrainableGaussians(nn.Module):
             torch.cat([self.sh_dc, self.sh_rest], dim=1),
         )
 
-    def moving_idx(self) -> Tensor:
-        """[M] rows of the moving Gaussians (cached: it needs a host sync)."""
-        cached = getattr(self, "_moving_idx", None)
+    def _moving(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """[M] rows of the moving Gaussians and their motion, threshold and depth_ref, cached until the
+        per-Gaussian tensors are replaced (densification): the rows need a host sync, the gathers a copy."""
+        cached = getattr(self, "_moving_cache", None)
         if cached is None or cached[0] is not self.moving:
-            self._moving_idx = (self.moving, self.moving.nonzero().squeeze(1))
-        return self._moving_idx[1]
+            m = self.moving.nonzero().squeeze(1)
+            cached = (self.moving, m, self.motion[m], self.threshold[m], self.depth_ref[m])
+            self._moving_cache = cached
+        return cached[1:]
+
+    def moving_idx(self) -> Tensor:
+        """[M] rows of the moving Gaussians."""
+        return self._moving()[0]
 
     def at(self, t: float, use_field: bool = True) -> GaussianParams:
         """Gaussians at loop time ``t`` (differentiable); ``use_field=False`` = the motion prior alone."""
-        m = self.moving_idx()
+        m, motion, threshold, depth_ref = self._moving()
         field = self.field if use_field else None
-        return deform(
-            self.canonical(), m, self.motion[m], self.threshold[m], self.depth_ref[m], field, self.schedule, t
-        )
+        return deform(self.canonical(), m, motion, threshold, depth_ref, field, self.schedule, t)
 
     def rendered_rows(self) -> Tensor:
         """Canonical row of each rendered row of :meth:`at` ([N + M] int64)."""

@@ -4,8 +4,10 @@ state, the random generator and the config, and runs the coarse then the fine st
 Coarse stage (iterations 1..coarse_iterations): static Gaussians on the multi-view images at t = 0.
 Fine stage (``TrainConfig.is_fine``): the deformation field is trained too, on the views and the video
 frames at their loop time. One iteration = draw an image, render, loss, backward, densification
-statistics, Adam, refinement; its loss value is the one host sync, checked for NaN/inf before any
-parameter changes. Checkpoints (gaussians4d/checkpoints.py) make every run resumable, exactly.
+statistics, Adam, refinement. The loss is read back (the one host sync) one iteration late, so that the
+CPU queues the next iteration while the GPU works, and always before a checkpoint, a preview or a log
+line: a non-finite loss stops the run before any checkpoint holds what it did. Checkpoints
+(gaussians4d/checkpoints.py) make every run resumable, exactly.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def make_optimizer(model: TrainableGaussians, cfg: OptimConfig) -> torch.optim.A
         {"name": "grid", "params": model.field.grid_parameters(), "lr": cfg.lr_grid},
         {"name": "mlp", "params": model.field.mlp_parameters(), "lr": cfg.lr_mlp},
     ]
-    return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+    fused = model.means_n.is_cuda  # one kernel per step on the GPU; the CPU keeps the reference (foreach) Adam
+    return torch.optim.Adam(groups, lr=0.0, eps=1e-15, fused=fused)
 
 
 def _exp_decay(lr: float, final_ratio: float, progress_: float) -> float:
@@ -65,9 +68,19 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, itera
 
 
 def render_at(
-    model: TrainableGaussians | FourDGaussians, data: TrainData, cams: list[int], t: float, *, fine: bool, backend: str
+    model: TrainableGaussians | FourDGaussians,
+    data: TrainData,
+    cams: list[int],
+    t: float,
+    *,
+    fine: bool,
+    backend: str,
+    validate: bool = True,
 ):
-    """Render ``model`` at loop time ``t`` into the cameras ``cams`` (differentiable for a trainable model)."""
+    """Render ``model`` at loop time ``t`` into the cameras ``cams`` (differentiable for a trainable model).
+
+    ``validate=False`` skips the renderer's value checks (a device sync): the training step passes it, as its
+    loss is checked for NaN/inf every iteration anyway."""
     from gaussian_renderer import render
 
     params = model.at(t, use_field=fine) if isinstance(model, TrainableGaussians) else model.at_time(t)
@@ -84,6 +97,7 @@ def render_at(
         data.height,
         sh_degree=model.sh_degree,
         backend=backend,
+        validate=validate,
     )
 
 
@@ -142,6 +156,8 @@ class Trainer:
         self.cfg, self.data, self.model, self.folder, self.meta = cfg, data, model, Path(folder), meta
         self.device = data.viewmats.device
         self.backend = "gsplat" if self.device.type == "cuda" else "torch"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # the SSIM blur runs on one image size: let cuDNN pick its kernel
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.optimizer = make_optimizer(model, cfg.optim)
         self.dstate = densify.initialize_state(len(model), self.device)
@@ -166,20 +182,18 @@ class Trainer:
         for old in self.checkpoints.glob("iter_*"):
             old.unlink()
 
-    def step(self, it: int) -> tuple[float, object, torch.Tensor]:
-        """One iteration (see the module docstring); returns (loss value, render, target)."""
+    def step(self, it: int) -> tuple[torch.Tensor, object, torch.Tensor]:
+        """One iteration (see the module docstring); returns (the loss, detached, on the device; render, target)."""
         cfg, model = self.cfg, self.model
         fine = cfg.is_fine(it)
         set_learning_rates(self.optimizer, cfg, it)
         sample: Sample = self.data.draw(fine, cfg.optim.video_fraction, self.gen)
-        out = render_at(model, self.data, [sample.cam], sample.t, fine=fine, backend=self.backend)
+        out = render_at(model, self.data, [sample.cam], sample.t, fine=fine, backend=self.backend, validate=False)
         target = sample.image[None].float() / 255
         weight = sample.weight[None] if sample.weight is not None else None
         loss = photometric_loss(out.rgb, target, cfg.optim.lambda_dssim, weight)
         if fine:
             loss = loss + model.field.regularization(cfg.optim.plane_tv_weight, cfg.optim.time_smoothness_weight)
-        value = float(loss.detach())
-        self._check_finite(value, it)
         loss.backward()
         with torch.no_grad():
             total = cfg.optim.total_iterations
@@ -188,7 +202,7 @@ class Trainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             densify.step(model, self.optimizer, self.dstate, cfg.densify, it, total, self.gen)
-        return value, out, target
+        return loss.detach(), out, target
 
     def _check_finite(self, value: float, it: int) -> None:
         if math.isfinite(value):
@@ -205,21 +219,37 @@ class Trainer:
         cfg, run = self.cfg, self.cfg.run
         total = cfg.optim.total_iterations
         bar = _Progress(total, self.state.iteration)
-        started, ema = self.state.iteration, None
+        started, ema, pending = self.state.iteration, None, None
+
+        def read(item) -> float:  # the loss of an earlier iteration, checked; the EMA follows every iteration
+            nonlocal ema
+            value = float(item[1])
+            self._check_finite(value, item[0])
+            ema = value if ema is None else 0.9 * ema + 0.1 * value
+            return value
+
         try:
             for it in range(self.state.iteration + 1, total + 1):
-                value, out, target = self.step(it)
-                ema = value if ema is None else 0.9 * ema + 0.1 * value
+                loss, out, target = self.step(it)
+                if pending is not None:
+                    read(pending)
+                pending = (it, loss)
+                stop = bool(run.stop_after) and it - started >= run.stop_after
+                logging = it % run.log_every == 0 or it == total
+                previewing = bool(run.preview_every) and it % run.preview_every == 0
+                saving = it % run.checkpoint_every == 0 or it == cfg.optim.coarse_iterations or stop
+                if logging or previewing or saving or it == total:
+                    read(pending)
+                    pending = None
                 self.state.iteration = it
-                if it % run.log_every == 0 or it == total:
+                if logging:
                     p = psnr(out.rgb, target)
                     self.state.losses.append([it, round(ema, 6), round(p, 3)])
                     stage = "fine" if cfg.is_fine(it) else "coarse"
                     bar.update(it, f"{stage} loss {ema:.4f} PSNR {p:.2f} dB n={len(self.model)}")
-                if run.preview_every and it % run.preview_every == 0:
+                if previewing:
                     self.preview(self.folder / "previews" / f"iter_{it:06d}.png", cfg.is_fine(it))
-                stop = bool(run.stop_after) and it - started >= run.stop_after
-                if it % run.checkpoint_every == 0 or it == cfg.optim.coarse_iterations or stop:
+                if saving:
                     self.checkpoint()
                 if stop:
                     return False

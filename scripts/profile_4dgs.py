@@ -29,13 +29,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _steps(trainer, first: int, n: int) -> None:
+    """Iterations first .. first + n - 1, each reading the previous one's loss back as Trainer.train does."""
+    previous = None
+    for it in range(first, first + n):
+        loss, _, _ = trainer.step(it)
+        if previous is not None:
+            float(previous)
+        previous = loss
+    _sync(trainer.device)
+
+
 def _timed(trainer, first: int, n: int) -> float:
     """Milliseconds per iteration over iterations first .. first + n - 1."""
     _sync(trainer.device)
     start = time.perf_counter()
-    for it in range(first, first + n):
-        trainer.step(it)
-    _sync(trainer.device)
+    _steps(trainer, first, n)
     return (time.perf_counter() - start) / n * 1000
 
 
@@ -44,9 +53,7 @@ def _profiled(trainer, first: int, n: int, rows: int) -> str:
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        for it in range(first, first + n):
-            trainer.step(it)
-        _sync(trainer.device)
+        _steps(trainer, first, n)
     table = prof.key_averages()
     by_device = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
     parts = [table.table(sort_by=by_device, row_limit=rows)]

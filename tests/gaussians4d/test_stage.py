@@ -195,21 +195,39 @@ def test_resume_after_interruption(stage1, tmp_path):
         assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_nan_loss_names_the_last_checkpoint(stage1, tmp_path, monkeypatch):
+def _poison_loss(monkeypatch, bad) -> None:
+    """The training loss becomes NaN on the calls (1-based) for which ``bad(call)`` holds."""
     import gaussians4d.trainer as trainer
 
-    scene = _copy(stage1, tmp_path / "scene")
     real, calls = trainer.photometric_loss, {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
-        return loss * float("nan") if calls["n"] > 6 else loss
+        return loss * float("nan") if bad(calls["n"]) else loss
 
     monkeypatch.setattr(trainer, "photometric_loss", poisoned)
+
+
+def test_nan_loss_names_the_last_checkpoint(stage1, tmp_path, monkeypatch):
+    scene = _copy(stage1, tmp_path / "scene")
+    _poison_loss(monkeypatch, lambda call: call > 6)
     with pytest.raises(UserError, match=r"iteration 7.*iter_000005\.json") as err:
         train(scene, tiny_config(coarse_iterations=10, fine_iterations=0, checkpoint_every=5, preview_every=0))
     assert "lower the learning rates" in str(err.value)
+    # The loss is read one iteration late, but the checkpoint it names holds only finite parameters.
+    from safetensors.torch import load_file
+
+    saved = load_file(str(scene.gaussians.checkpoints_dir / "iter_000005.safetensors"))
+    assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
+
+
+def test_nan_loss_at_a_checkpoint_iteration_writes_no_checkpoint(stage1, tmp_path, monkeypatch):
+    scene = _copy(stage1, tmp_path / "scene")
+    _poison_loss(monkeypatch, lambda call: call == 5)
+    with pytest.raises(UserError, match=r"iteration 5; no checkpoint was written yet"):
+        train(scene, tiny_config(coarse_iterations=10, fine_iterations=0, checkpoint_every=5, preview_every=0))
+    assert not list(scene.gaussians.checkpoints_dir.glob("iter_*"))
 
 
 def test_load_trained_without_training_says_what_to_run(stage1):
@@ -242,3 +260,13 @@ def test_gpu_training_matches_quality(stage1, tmp_path):
     assert metrics["psnr_train"] >= 26.0
     model = load_trained(scene, device="cuda")
     assert model.at_time(0.5).means.is_cuda
+
+
+@pytest.mark.gpu
+def test_gpu_resume_with_fused_adam(stage1, tmp_path):
+    """On CUDA Adam is fused (its step counts live on the GPU): a resumed run loads them and trains on."""
+    scene = _copy(stage1, tmp_path / "scene")
+    short = {"coarse_iterations": 10, "fine_iterations": 10, "checkpoint_every": 100, "preview_every": 0}
+    assert train(scene, tiny_config(**short, device="cuda", stop_after=7)) is None
+    metrics = train(scene, tiny_config(**short, device="cuda"))
+    assert metrics is not None and metrics["iterations"] == 20 and metrics["psnr_train"] > 20
