@@ -18,7 +18,17 @@ STAGES = {  # root script -> (stage package, its config class)
     "train_4DGS.py": ("gaussians4d", "TrainConfig"),
     "render_4DGS.py": ("render", "RenderConfig"),
 }
-PACKAGES = ("annotation", "motion", "gaussians4d", "render", "scene", "gaussian_renderer", "thirdparty", "utils")
+PACKAGES = (
+    "annotation",
+    "motion",
+    "gaussians4d",
+    "render",
+    "batch",
+    "scene",
+    "gaussian_renderer",
+    "thirdparty",
+    "utils",
+)
 
 
 def _project_files() -> list[Path]:
