@@ -41,8 +41,9 @@ class RenderConfig:
     path_scale: float | None = None
     """Unit of the presets' amplitudes in scene units; none = automatic (docs/camera_paths.md)."""
     fill_limit: float = 0.02
-    """Most of any frame's pixels that may show content the photo never showed (filled holes, or nothing):
-    each path zooms in (a crop) and, past --max_zoom, moves less until it stays under it; 1 = never frame."""
+    """Most of any frame's pixels that may show content the photo never showed (filled holes, or nothing)
+    reaching the frame's edge: each path zooms in (a crop) and, past --max_zoom, moves less until it stays
+    under it; 1 = never frame."""
     max_zoom: float = 1.3
     """The largest zoom the framing may use before it reduces a preset path's motion."""
     iteration: int | None = None

@@ -3,12 +3,15 @@
 Every Gaussian knows whether it was born from a photo pixel or from a hole filled in another view
 (``from_photo``, stage 1's ``points.ply`` view column). Rendering that flag as a colour gives each pixel
 the share of its colour that comes from the photo (the *coverage*, 0 where nothing is drawn); a pixel
-whose coverage is below one half shows filled (or empty) content. A path is *framed* by a zoom about
-the image centre (a crop: the original crops 32 px) and, where the largest allowed zoom is not enough,
-a smaller amplitude of its motion, both chosen so that no frame has more than ``limit`` of its pixels
-from filled content (:func:`frame_path`). A zoom keeps the camera and lengthens the focal, so it shows the
-central part of the frame: one coverage render per frame decides the zoom exactly. The render records, per path, the zoom, the amplitude and the
-largest filled fraction it measured over all its frames.
+whose coverage is below one half shows filled (or empty) content. What must stay out of the frame is
+filled content that reaches the frame's edge: the band beyond the photo's field of view that a moved
+camera brings in (:func:`edge_filled`). Filled content enclosed by the photo's (a disocclusion behind a
+ridge, what the fills are for; a speck where a small model's photo Gaussians leave a gap) is counted
+apart and not limited. A path is *framed* by a zoom about the image centre (a crop: the original crops
+32 px) and, where the largest allowed zoom is not enough, a smaller amplitude of its motion, both chosen
+so that no frame has more than ``limit`` of its pixels in filled content at its edge (:func:`frame_path`). A zoom keeps the camera and lengthens the focal, so it shows the
+central part of the frame: one coverage render per frame decides the zoom exactly. The render records, per path, the zoom, the amplitude
+and the largest filled fractions it measured over all its frames (at the edge, and all).
 """
 
 from __future__ import annotations
@@ -91,24 +94,52 @@ def filled_maps(coverage: Coverage, cameras: list[Camera], frames: list[int], ba
     return out
 
 
-def filled_fractions(coverage: Coverage, cameras: list[Camera], frames: list[int], backend: str) -> np.ndarray:
-    """For each camera, the fraction of its pixels showing filled content (see :func:`filled_maps`)."""
-    return filled_maps(coverage, cameras, frames, backend).float().mean(dim=(1, 2)).numpy()
+def edge_filled(maps: Tensor) -> Tensor:
+    """[K, H, W] bool: the filled pixels of each map connected (8 neighbours) to the map's edge."""
+    from scipy import ndimage
+
+    out = torch.zeros_like(maps)
+    for k, m in enumerate(maps.numpy()):
+        labels, n = ndimage.label(m, structure=np.ones((3, 3), bool))
+        if n:
+            rim = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+            out[k] = torch.from_numpy(np.isin(labels, rim[rim > 0]))
+    return out
 
 
-def after_zoom(maps: Tensor, zoom: float) -> np.ndarray:
-    """The filled fraction of each map [K, H, W] once zoomed by ``zoom`` about the image centre: a zoom keeps
-    the same camera with a longer focal, so it shows exactly the central 1/zoom of the frame."""
+def filled_fractions(
+    coverage: Coverage, cameras: list[Camera], frames: list[int], backend: str, edge: bool = True
+) -> np.ndarray:
+    """For each camera, the fraction of its pixels in filled content reaching the frame's edge (``edge``;
+    else all filled pixels); see :func:`filled_maps`."""
+    maps = filled_maps(coverage, cameras, frames, backend)
+    return (edge_filled(maps) if edge else maps).float().mean(dim=(1, 2)).numpy()
+
+
+def after_zoom(maps: Tensor, zoom: float, edge: bool = True) -> np.ndarray:
+    """The filled fraction of each map [K, H, W] once zoomed by ``zoom`` about the image centre (a zoom keeps
+    the same camera with a longer focal, so it shows exactly the central 1/zoom of the frame): of the
+    filled content reaching the crop's edge (``edge``), else of all of it."""
     h, w = maps.shape[1:]
     cw, ch = max(1, round(w / zoom)), max(1, round(h / zoom))
     x0, y0 = (w - cw) // 2, (h - ch) // 2
-    return maps[:, y0 : y0 + ch, x0 : x0 + cw].float().mean(dim=(1, 2)).numpy()
+    crop = maps[:, y0 : y0 + ch, x0 : x0 + cw]
+    return (edge_filled(crop) if edge else crop).float().mean(dim=(1, 2)).numpy()
 
 
 def _path_maps(path: CameraPath, coverage: Coverage, base: Camera, scale: float, n_video: int, backend: str) -> Tensor:
     phases = frame_phases(n_video, path.loops)
     cams = [path.camera(float(phases[j]), base, scale) for j in range(n_video)]
     return filled_maps(coverage, cams, list(range(n_video)), backend)
+
+
+@dataclass(frozen=True)
+class Framing:
+    """A framed path and the largest filled fractions over its frames: at the edge (limited), and all."""
+
+    path: FramedPath
+    edge_max: float
+    any_max: float
 
 
 def frame_path(
@@ -120,24 +151,27 @@ def frame_path(
     limit: float,
     max_zoom: float,
     backend: str = "auto",
-) -> tuple[FramedPath, float]:
-    """The least zoom (up to ``max_zoom``) keeping every frame's filled fraction <= ``limit``; past ``max_zoom``,
-    also the largest amplitude that does (presets only). ``base`` may be a small camera. Every frame of the
-    path is rendered once (the coverage maps); zooms are crops of them. Returns the framed path and its
-    largest filled fraction over every frame."""
+) -> Framing:
+    """The least zoom (up to ``max_zoom``) keeping every frame's filled fraction at its edge <= ``limit``; past
+    ``max_zoom``, also the largest amplitude that does (presets only). ``base`` may be a small camera. Every
+    frame of the path is rendered once (the coverage maps); zooms are crops of them."""
     maps = _path_maps(path, coverage, base, scale, n_video, backend)
+
+    def framing(framed: FramedPath, frames: Tensor) -> Framing:
+        z = framed.zoom
+        return Framing(framed, float(after_zoom(frames, z).max()), float(after_zoom(frames, z, edge=False).max()))
+
     if limit >= 1.0 or after_zoom(maps, 1.0).max() <= limit:
-        return FramedPath(path), float(after_zoom(maps, 1.0).max())
+        return framing(FramedPath(path), maps)
     if after_zoom(maps, max_zoom).max() <= limit or not isinstance(path, PresetPath):
-        zoom = _least_zoom(maps, limit, max_zoom)
-        return FramedPath(path, zoom), float(after_zoom(maps, zoom).max())
+        return framing(FramedPath(path, _least_zoom(maps, limit, max_zoom)), maps)
     lo, hi = 0.0, 1.0  # a smaller motion (rare): lo passes (the photo's camera), hi fails
     for _ in range(SEARCH_STEPS):
         mid = 0.5 * (lo + hi)
         trial = _path_maps(FramedPath(path, 1.0, mid), coverage, base, scale, n_video, backend)
         lo, hi = (mid, hi) if after_zoom(trial, max_zoom).max() <= limit else (lo, mid)
     trial = _path_maps(FramedPath(path, 1.0, lo), coverage, base, scale, n_video, backend)
-    return FramedPath(path, max_zoom, round(lo, 4)), float(after_zoom(trial, max_zoom).max())
+    return framing(FramedPath(path, max_zoom, round(lo, 4)), trial)
 
 
 def _least_zoom(maps: Tensor, limit: float, max_zoom: float) -> float:

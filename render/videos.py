@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from render.camera_paths import CameraPath, path_cameras, reference_depth
-from render.framing import Coverage, FramedPath, frame_path
+from render.framing import Coverage, Framing, frame_path
 from scene.cameras import CameraBatch
 from scene.gaussians import GaussianParams, save_ply
 from scene.io import Camera, write_json, write_png
@@ -73,7 +73,8 @@ class PathResult:
     extra: list[Path] = field(default_factory=list)  # gif, frames folder
     zoom: float = 1.0  # the framing (render/framing.py)
     amplitude: float = 1.0
-    filled_max: float | None = None  # the largest fraction of a frame's pixels showing filled content
+    filled_max: float | None = None  # the largest fraction of a frame's pixels in filled content at its edge
+    filled_any_max: float | None = None  # the same with the filled content enclosed by the photo's
 
 
 @dataclass
@@ -124,6 +125,8 @@ def _path_info(r: PathResult) -> dict[str, Any]:
     }
     if r.filled_max is not None:
         out["filled_fraction_max"] = round(r.filled_max, 5)
+    if r.filled_any_max is not None:
+        out["filled_any_fraction_max"] = round(r.filled_any_max, 5)
     return out
 
 
@@ -234,23 +237,23 @@ def _small(base: Camera, width: int = 160) -> Camera:
     return resize_camera(base, w, max(8, round(base.height * w / base.width)))
 
 
-def _framed_paths(options: RenderOptions, coverage, base: Camera, scale: float) -> tuple[list[FramedPath], list[float]]:
-    """Every path framed so that its filled content stays under ``options.fill_limit``, with the largest
-    filled fraction measured over its frames (at :func:`_small`'s size)."""
+def _framed_paths(options: RenderOptions, coverage, base: Camera, scale: float) -> list[Framing]:
+    """Every path framed so that its filled content at the frame's edge stays under ``options.fill_limit``
+    (render/framing.py), measured at :func:`_small`'s size."""
     n_video = options.loops * len(coverage.baked)
     small = _small(base)
-    paths, worst = [], []
+    framings = []
     for path in options.paths:
-        framed, filled = frame_path(
+        framing = frame_path(
             path, coverage, small, scale, n_video, options.fill_limit, options.max_zoom, options.backend
         )
+        framed = framing.path
         if framed.zoom != 1.0 or framed.amplitude != 1.0:
             info(
                 f"{path.name}: zoom {framed.zoom:.3g}, motion x{framed.amplitude:.3g} (keeps filled content off the frame)"
             )
-        paths.append(framed)
-        worst.append(filled)
-    return paths, worst
+        framings.append(framing)
+    return framings
 
 
 # ----------------------------------------------------------------------------- writing
@@ -432,9 +435,11 @@ def render_videos(
         f"{size[0]}x{size[1]}, {options.loops} loop(s) at {options.fps:g} fps, path scale {scale:.3g}"
     )
     coverage = _coverage(model, baked)
-    framed, filled = _framed_paths(options, coverage, base, scale) if coverage is not None else (options.paths, [])
-    results = render_paths(baked, base, scale, replace(options, paths=tuple(framed)), out, meters)
-    for result, path, worst in zip(results, framed, filled):
-        result.zoom, result.amplitude, result.filled_max = path.zoom, path.amplitude, worst
+    framings = _framed_paths(options, coverage, base, scale) if coverage is not None else []
+    framed = tuple(f.path for f in framings) or options.paths
+    results = render_paths(baked, base, scale, replace(options, paths=framed), out, meters)
+    for result, f in zip(results, framings):
+        result.zoom, result.amplitude = f.path.zoom, f.path.amplitude
+        result.filled_max, result.filled_any_max = f.edge_max, f.any_max
     ply_dir = export_loop_ply(baked, out / "ply") if options.export_ply else None
     return RenderSummary(results, len(baked[0]), len(baked), size, scale, bake_s, ply_dir, time.perf_counter() - start)
