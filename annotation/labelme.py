@@ -37,7 +37,7 @@ REGION_TYPES = ("polygon", "rectangle", "circle", "oriented_rectangle", "mask")
 HINT_TYPES = ("line", "linestrip")
 IMAGE_NAMES = ("image.png", "image.jpg", "image.jpeg")
 LEGACY_FILES = ("label.png", "label_names.txt")
-LABELME_FIX = "annotate the photo in labelme 4.x/5.x and save it (File > Save) as SCENE/image.json"
+LABELME_FIX = "annotate the photo in labelme (bash scripts/setup.sh --annotate installs it) and save it (File > Save) as SCENE/image.json"
 
 # EXIF orientation -> the PIL transpose that shows the image as labelme displays it.
 _EXIF_TRANSPOSE = {
