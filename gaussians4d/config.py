@@ -164,16 +164,15 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The 640x360 demo's train_4DGS in under a minute and a half on a 2-core CPU with the PyTorch
-    # rasterizer (about 6 it/s at 320x180 when the cores are free; 256x144 with 12 000 points took 53 s but
-    # kept less texture: retention median 0.82 against 0.91, docs/BENCHMARKS.md "Demo").
+    # Small enough for the 640x360 demo on a 2-core CPU in about 10 minutes with the PyTorch rasterizer
+    # (about 1 s per iteration at 256x144 when the cores are free).
     "cpu": {
-        "resolution": "320",
-        "max_points": 20_000,
+        "resolution": "256",
+        "max_points": 12_000,
         "coarse_iterations": 150,
         "fine_iterations": 350,
         "densify_every": 100,
-        "max_gaussians": 32_000,
+        "max_gaussians": 20_000,
         "checkpoint_every": 100,
         "preview_every": 250,
         "eval_max_images": 8,

@@ -11,7 +11,7 @@ from utils.errors import UserError
 
 def test_config_presets_validate_and_round_trip():
     cpu, gpu = preset("cpu"), preset("gpu")
-    assert gpu.data.resolution is None and cpu.data.resolution == "320"
+    assert gpu.data.resolution is None and cpu.data.resolution == "256"
     assert load_config(to_dict(gpu)) == gpu
     with pytest.raises(UserError, match="flow_scale must be >= 0"):
         preset("cpu", flow_scale=-1.0)
