@@ -164,8 +164,9 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Small enough for the 640x360 demo on a 2-core CPU in about 10 minutes with the PyTorch rasterizer
-    # (about 1 s per iteration at 256x144 when the cores are free).
+    # The 640x360 demo's train_4DGS in about a minute on a 2-core CPU with the PyTorch rasterizer (about
+    # 9 it/s at 256x144 when the cores are free); 320 px with 20 000 points kept more texture but took the
+    # demo past its 3 minutes (docs/BENCHMARKS.md "Demo").
     "cpu": {
         "resolution": "256",
         "max_points": 12_000,
