@@ -25,24 +25,16 @@ NO_LPIPS = "n/a (no LPIPS weights)"
 
 
 def read_frames(path: Path, limit: int) -> np.ndarray:
-    """The first ``limit`` frames of a video as (T, H, W, 3) uint8 (decoding stops there)."""
-    import imageio_ffmpeg
+    """The first ``limit`` frames of a video as (T, H, W, 3) uint8; an unreadable or empty video is a UserError."""
+    from utils.video import read_video
 
-    frames: list[np.ndarray] = []
-    reader = imageio_ffmpeg.read_frames(str(path))
     try:
-        w, h = next(reader)["size"]
-        for buf in reader:
-            frames.append(np.frombuffer(buf, np.uint8).reshape(h, w, 3))
-            if len(frames) >= limit:
-                break
+        frames = read_video(path, limit)
     except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as exc:
         raise UserError(f"{path} is not a readable video ({str(exc)[:120]})", "replace it with an mp4") from None
-    finally:
-        reader.close()  # stops ffmpeg when fewer frames than the video has were read
-    if not frames:
+    if not len(frames):
         raise UserError(f"{path} has no frames", "replace it with a video of the scene")
-    return np.stack(frames)
+    return frames
 
 
 def stage1_frames(scene: ScenePaths, limit: int) -> np.ndarray:

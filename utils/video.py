@@ -67,12 +67,18 @@ def write_gif(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float 
     return len(images)
 
 
-def read_video(path: str | os.PathLike) -> np.ndarray:
-    """Decode a video into (T, H, W, 3) uint8 (for tests and reports)."""
+def read_video(path: str | os.PathLike, limit: int | None = None) -> np.ndarray:
+    """Decode a video, or its first ``limit`` frames (decoding stops there), into (T, H, W, 3) uint8."""
     import imageio_ffmpeg
 
     reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    w, h = meta["size"]
-    frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader]
+    try:
+        w, h = next(reader)["size"]
+        frames = []
+        for buf in reader if limit is None or limit > 0 else ():
+            frames.append(np.frombuffer(buf, np.uint8).reshape(h, w, 3))
+            if limit is not None and len(frames) >= limit:
+                break
+    finally:
+        reader.close()  # stops ffmpeg when fewer frames than the video has were read
     return np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8)
