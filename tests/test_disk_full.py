@@ -120,8 +120,11 @@ def test_estimates_cover_what_the_stages_wrote(pipeline):  # noqa: F811
     assert utils.space.gaussians_bytes(300) >= wrote
 
 
-def test_the_input_dir_is_named_however_it_is_spelled():
-    from utils.cli import _input_dir
-
-    assert _input_dir(["--input_dir", "a"]) == "a" and _input_dir(["--input-dir=b"]) == "b"
-    assert _input_dir(["--inputdir", "c", "--x"]) == "c" and _input_dir([]) == "."
+def test_the_line_names_the_folder_the_stage_checked(tmp_path, monkeypatch):
+    """However the scene was named on the command line, the line names the folder require_space checked;
+    before any check, the folder of the failed write."""
+    monkeypatch.setattr(utils.space, "_estimate", {})
+    assert utils.space.disk_full_line("/some/where").startswith("the disk holding /some/where is full")
+    utils.space.require_space(tmp_path, 1, "a stage")
+    line = utils.space.disk_full_line("/some/where")
+    assert line.startswith(f"the disk holding {tmp_path} is full") and "a stage needs about 1 MB" in line

@@ -7,6 +7,7 @@ Known failures (``UserError``, out-of-memory, Ctrl-C) become one line on stderr 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -62,17 +63,6 @@ def _is_oom(exc: BaseException) -> bool:
 RESTARTS = "interrupted; the previous outputs are as they were (nothing half-written); re-run to start the stage again."
 
 
-def _input_dir(argv: Sequence[str]) -> str:
-    """The scene folder named on the command line (for messages), else the current folder."""
-    names = ("--input_dir", "--input-dir", "--inputdir")
-    for i, arg in enumerate(argv):
-        if arg in names and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.split("=", 1)[0] in names and "=" in arg:
-            return arg.split("=", 1)[1]
-    return "."
-
-
 def run_main(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, interrupted: str = RESTARTS
 ) -> int:
@@ -112,7 +102,7 @@ def run_main(
             raise
         if debug:
             traceback.print_exc()
-        sys.stderr.write(f"error: {disk_full_line(_input_dir(argv))}\n")
+        sys.stderr.write(f"error: {disk_full_line(os.path.dirname(exc.filename or '') or '.')}\n")
         return 2
     except RuntimeError as exc:
         if not _is_oom(exc):

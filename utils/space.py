@@ -17,7 +17,7 @@ from utils.errors import UserError
 
 MB = 1 << 20
 DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-_estimate: dict[str, object] = {}  # the last estimate made in this process, named by disk_full_line
+_estimate: dict[str, object] = {}  # the last check made in this process (folder, need, what): disk_full_line names it
 
 
 def free_bytes(folder: str | Path) -> int:
@@ -26,7 +26,7 @@ def free_bytes(folder: str | Path) -> int:
 
 def require_space(folder: str | Path, need: int, what: str) -> None:
     """Refuse, before any write, when the disk holding ``folder`` has less than ``need`` bytes free."""
-    _estimate.update(need=int(need), what=what)
+    _estimate.update(folder=str(folder), need=int(need), what=what)
     free = free_bytes(folder)
     if free < need:
         raise UserError(
@@ -35,8 +35,10 @@ def require_space(folder: str | Path, need: int, what: str) -> None:
         )
 
 
-def disk_full_line(folder: str | Path) -> str:
-    """The one line for a write that failed with ENOSPC: where, how much is free, how much the stage needs."""
+def disk_full_line(fallback: str | Path = ".") -> str:
+    """The one line for a write that failed with ENOSPC: where (the folder the stage's :func:`require_space`
+    checked, else ``fallback``), how much is free, how much the stage needs."""
+    folder = _estimate.get("folder", fallback)
     try:
         free = f"{free_bytes(folder) // MB} MB free"
     except OSError:
