@@ -274,9 +274,8 @@ def split_shapes(
         points = np.asarray(shape["points"], np.float64).reshape(-1, 2)
         name = f"shape {i} '{label}' ({kind})"
         if is_hint_label(label):
-            if (
-                kind in HINT_TYPES and len(hints) + len(points) - 1 > MAX_HINTS
-            ):  # refused before a huge linestrip is parsed
+            # Counted before a huge linestrip is parsed: a linestrip of P points is P - 1 segments.
+            if kind in HINT_TYPES and len(hints) + len(points) - 1 > MAX_HINTS:
                 raise UserError(f"{json_path} has more than {MAX_HINTS} hint segments", MAX_HINTS_FIX)
             hints += _parse_hint(json_path, name, label, kind, points, width, height, add)
         elif kind in REGION_TYPES:

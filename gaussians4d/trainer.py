@@ -238,7 +238,7 @@ class Trainer:
                 logging = it % run.log_every == 0 or it == total
                 previewing = bool(run.preview_every) and it % run.preview_every == 0
                 saving = it % run.checkpoint_every == 0 or it == cfg.optim.coarse_iterations or stop
-                if logging or previewing or saving or it == total:
+                if logging or previewing or saving:  # logging includes the last iteration
                     read(pending)
                     pending = None
                 self.state.iteration = it
