@@ -71,62 +71,65 @@ def check_size(name: str, value: object) -> int:
     return int(value)
 
 
-def check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks: ValueChecks) -> None:
-    """Validate the per-Gaussian tensors against means [N, 3]."""
-    check_shape("means", check_tensor("means", means, checks), (None, 3))
-    n, dt, dev = means.shape[0], means.dtype, means.device
-    check_shape("quats", check_tensor("quats", quats, checks, dt, dev), (n, 4))
+def check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks: ValueChecks) -> tuple[int, ...]:
+    """Validate the per-Gaussian tensors against means [N, 3] or [B, N, 3]; returns the batch shape (() or (B,))."""
+    check_tensor("means", means, checks)
+    if means.dim() not in (2, 3) or means.shape[-1] != 3:
+        raise ValueError(f"means must have shape [N, 3] or [B, N, 3], got {list(means.shape)}")
+    lead, n, dt, dev = tuple(means.shape[:-2]), means.shape[-2], means.dtype, means.device
+    check_shape("quats", check_tensor("quats", quats, checks, dt, dev), (*lead, n, 4))
     checks.add(
         lambda: (quats == 0).all(dim=-1).any(), "quats contains a zero quaternion; quaternions must have non-zero norm"
     )
-    check_shape("scales", check_tensor("scales", scales, checks, dt, dev), (n, 3))
+    check_shape("scales", check_tensor("scales", scales, checks, dt, dev), (*lead, n, 3))
     # 0 is allowed: exp() of very negative log-scales underflows to it.
     checks.add(lambda: (scales < 0).any(), "scales must be non-negative (pass activated scales, e.g. exp(log_scales))")
-    check_shape("opacities", check_tensor("opacities", opacities, checks, dt, dev), (n,))
+    check_shape("opacities", check_tensor("opacities", opacities, checks, dt, dev), (*lead, n))
     checks.add(
         lambda: ((opacities < 0) | (opacities > 1)).any(),
         "opacities must lie in [0, 1] (pass activated opacities, e.g. sigmoid(logits))",
     )
     check_tensor("colors", colors, checks, dt, dev)
     if sh_degree is None:
-        check_shape("colors", colors, (n, 3))
-        return
+        check_shape("colors", colors, (*lead, n, 3))
+        return lead
     if isinstance(sh_degree, bool) or not isinstance(sh_degree, int) or not 0 <= sh_degree <= MAX_SH_DEGREE:
         raise ValueError(f"sh_degree must be None or an int in 0..{MAX_SH_DEGREE}, got {sh_degree!r}")
-    check_shape("colors", colors, (n, None, 3))
-    if colors.shape[1] < num_sh_bases(sh_degree):
+    check_shape("colors", colors, (*lead, n, None, 3))
+    if colors.shape[-2] < num_sh_bases(sh_degree):
         raise ValueError(
-            f"colors has {colors.shape[1]} SH coefficients per channel; sh_degree={sh_degree} needs "
+            f"colors has {colors.shape[-2]} SH coefficients per channel; sh_degree={sh_degree} needs "
             f">= {num_sh_bases(sh_degree)}"
         )
+    return lead
 
 
-def check_cameras(viewmats, ks, width, height, means: Tensor, checks: ValueChecks) -> int:
-    """Validate viewmats [C, 4, 4], Ks [C, 3, 3] and the image size; returns C."""
+def check_cameras(viewmats, ks, width, height, means: Tensor, checks: ValueChecks, lead: tuple[int, ...] = ()) -> int:
+    """Validate viewmats [*lead, C, 4, 4], Ks [*lead, C, 3, 3] and the image size; returns C."""
     check_tensor("viewmats", viewmats, checks, means.dtype, means.device)
-    check_shape("viewmats", viewmats, (None, 4, 4))
-    n_cams = viewmats.shape[0]
+    check_shape("viewmats", viewmats, (*lead, None, 4, 4))
+    n_cams = viewmats.shape[-3]
     if n_cams == 0:
-        raise ValueError("viewmats must hold at least one camera, got shape [0, 4, 4]")
+        raise ValueError(f"viewmats must hold at least one camera, got shape {list(viewmats.shape)}")
     check_tensor("Ks", ks, checks, means.dtype, means.device)
-    check_shape("Ks", ks, (n_cams, 3, 3))
+    check_shape("Ks", ks, (*lead, n_cams, 3, 3))
     checks.add(
-        lambda: (ks[:, 0, 0] <= 0).any() | (ks[:, 1, 1] <= 0).any(),
-        "Ks must have positive focal lengths Ks[:, 0, 0] and Ks[:, 1, 1]",
+        lambda: (ks[..., 0, 0] <= 0).any() | (ks[..., 1, 1] <= 0).any(),
+        "Ks must have positive focal lengths Ks[..., 0, 0] and Ks[..., 1, 1]",
     )
     check_size("width", width)
     check_size("height", height)
     return n_cams
 
 
-def check_background(background, n_cams: int, means: Tensor, checks: ValueChecks) -> Tensor:
-    """Validate background (None | [3] | [C, 3]) and return it as [C, 3]."""
+def check_background(background, n_cams: int, means: Tensor, checks: ValueChecks, lead: tuple[int, ...] = ()) -> Tensor:
+    """Validate background (None | [3] | [*lead, C, 3]) and return it as [*lead, C, 3]."""
     if background is None:
-        return torch.zeros(n_cams, 3, dtype=means.dtype, device=means.device)
+        return torch.zeros(*lead, n_cams, 3, dtype=means.dtype, device=means.device)
     check_tensor("background", background, checks, means.dtype, means.device)
     if background.shape == (3,):
-        return background[None].expand(n_cams, 3)
-    check_shape("background", background, (n_cams, 3))
+        return background.expand(*lead, n_cams, 3)
+    check_shape("background", background, (*lead, n_cams, 3))
     return background
 
 

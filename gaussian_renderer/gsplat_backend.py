@@ -65,10 +65,12 @@ def render_gsplat(
     background: Tensor,
     near: float,
     far: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Render with gsplat (CUDA tensors, inputs validated; background [C, 3]).
+    depth: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor]:
+    """Render with gsplat (CUDA tensors, inputs validated; background [C, 3], or [B, C, 3] when batched).
 
-    Returns rgb [C, H, W, 3], depth [C, H, W], alpha [C, H, W], radii [C, N] int32, means2d [C, N, 2].
+    Returns rgb [C, H, W, 3], depth [C, H, W], alpha [C, H, W], radii [C, N] int32, means2d [C, N, 2]; a
+    batched call (Gaussians [B, N, ...], cameras [B, C, ...]) gives each a leading B. ``depth=False``: depth None.
     """
     load_extension()
     from gsplat import rasterization  # imported lazily: it needs CUDA and JIT-builds on first use
@@ -88,15 +90,15 @@ def render_gsplat(
         sh_degree=sh_degree,
         packed=False,
         backgrounds=background.contiguous(),
-        render_mode="RGB+ED",
+        render_mode="RGB+ED" if depth else "RGB",
         rasterize_mode="classic",
     )
     radii = meta["radii"]
-    if radii.dim() == 3:  # gsplat >= 1.5 returns per-axis radii [C, N, 2]
+    if radii.dim() > means.dim():  # gsplat >= 1.5 returns per-axis radii [..., C, N, 2]
         radii = radii.amax(dim=-1)
     return (
         render_colors[..., :3],
-        render_colors[..., 3],
+        render_colors[..., 3] if depth else None,
         render_alphas[..., 0],
         radii.to(torch.int32),
         meta["means2d"],

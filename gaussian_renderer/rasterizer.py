@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -20,10 +20,11 @@ class RenderOutput:
     """What :func:`render` returns (C cameras, N Gaussians, H x W pixels)."""
 
     rgb: Tensor  # [C, H, W, 3] composited colour over the background
-    depth: Tensor  # [C, H, W] expected z-depth sum_i w_i z_i / alpha (0 where alpha == 0)
+    depth: Tensor | None  # [C, H, W] expected z-depth sum_i w_i z_i / alpha (0 where alpha == 0); None if not asked
     alpha: Tensor  # [C, H, W] accumulated opacity
     radii: Tensor  # [C, N] int32 screen radius in pixels (max over x/y), 0 = culled
     means2d: Tensor  # [C, N, 2] projected centres in pixels; its .grad is retained (see screen_grad_norm)
+    # A batched render (Gaussians [B, N, ...]) gives every field a leading B: rgb [B, C, H, W, 3], ...
 
 
 def _pick_backend(backend: str, means: Tensor) -> str:
@@ -38,14 +39,14 @@ def _pick_backend(backend: str, means: Tensor) -> str:
     return backend
 
 
-def _empty_output(background: Tensor, n_cams: int, width: int, height: int, means: Tensor) -> RenderOutput:
-    """The render of zero Gaussians: background colour, alpha 0, depth 0."""
+def _empty_output(background: Tensor, lead: tuple[int, ...], width: int, height: int, means: Tensor) -> RenderOutput:
+    """The render of zero Gaussians: background colour, alpha 0, depth 0 (``lead`` = (C,) or (B, C))."""
     like = {"dtype": means.dtype, "device": means.device}
-    rgb = background[:, None, None, :].expand(n_cams, height, width, 3).clone()
-    zeros = torch.zeros(n_cams, height, width, **like)
-    radii = torch.zeros(n_cams, 0, dtype=torch.int32, device=means.device)
+    rgb = background[..., None, None, :].expand(*lead, height, width, 3).clone()
+    zeros = torch.zeros(*lead, height, width, **like)
+    radii = torch.zeros(*lead, 0, dtype=torch.int32, device=means.device)
     return RenderOutput(
-        rgb=rgb, depth=zeros, alpha=zeros.clone(), radii=radii, means2d=torch.zeros(n_cams, 0, 2, **like)
+        rgb=rgb, depth=zeros, alpha=zeros.clone(), radii=radii, means2d=torch.zeros(*lead, 0, 2, **like)
     )
 
 
@@ -66,8 +67,9 @@ def render(
     near: float = 0.01,
     far: float = 1e10,
     validate: bool = True,
+    depth: bool = True,
 ) -> RenderOutput:
-    """Rasterize N 3D Gaussians into C pinhole cameras (differentiable).
+    """Rasterize N 3D Gaussians into C pinhole cameras (differentiable), or B sets of N into B rows of C.
 
     Args:
         means: [N, 3] world positions.
@@ -78,35 +80,53 @@ def render(
             (3DGS basis; direction = mean - camera centre; colour = SH + 0.5 clamped at 0).
         viewmats: [C, 4, 4] world-to-camera matrices (OpenCV axes: x right, y down, z forward).
         Ks: [C, 3, 3] intrinsics in pixels.
+            Batched (one call for several Gaussian sets, e.g. one scene at several times): every per-Gaussian
+            tensor gains a leading B ([B, N, 3], ...), viewmats and Ks become [B, C, ...], background
+            [3] or [B, C, 3], and every output gains the leading B; set b is seen by the cameras of row b.
         width, height: image size in pixels.
         sh_degree: None for RGB colours, else 0..3.
-        background: None (black), [3] or [C, 3] colour behind the Gaussians.
+        background: None (black), [3] or [C, 3] ([B, C, 3] batched) colour behind the Gaussians.
         backend: "torch" (pure PyTorch, any device), "gsplat" (CUDA), "auto" (gsplat on CUDA, torch otherwise).
         near, far: Gaussians whose camera-space z is outside [near, far] are culled.
         validate: check tensor values (finite, in range) too. Shapes, dtypes and devices are always checked;
             value checks cost a device synchronisation, so hot loops over already-checked inputs pass False.
+        depth: composite the depth too (False: ``depth`` is None and the rasterizer carries 3 channels, not 4).
 
     Returns:
         :class:`RenderOutput`. ``means2d.retain_grad()`` is already called when it requires grad, so after
         ``backward()`` :func:`screen_grad_norm` reads the screen-space gradient on either backend.
     """
     checks = ValueChecks(enabled=validate)
-    check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks)
-    n_cams = check_cameras(viewmats, Ks, width, height, means, checks)
+    lead = check_gaussians(means, quats, scales, opacities, colors, sh_degree, checks)
+    n_cams = check_cameras(viewmats, Ks, width, height, means, checks, lead)
     width, height = int(width), int(height)  # NumPy ints are accepted
-    bg = check_background(background, n_cams, means, checks)
+    bg = check_background(background, n_cams, means, checks, lead)
     check_planes(near, far)
     checks.raise_first()
     chosen = _pick_backend(backend, means)
-    if means.shape[0] == 0:
-        return _empty_output(bg, n_cams, width, height, means)
+    if means.shape[-2] == 0:
+        empty = _empty_output(bg, (*lead, n_cams), width, height, means)
+        return empty if depth else replace(empty, depth=None)
     fn = render_gsplat if chosen == "gsplat" else render_torch
-    rgb, depth, alpha, radii, means2d = fn(
-        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, bg, float(near), float(far)
+    rgb, depth_map, alpha, radii, means2d = fn(
+        means,
+        quats,
+        scales,
+        opacities,
+        colors,
+        viewmats,
+        Ks,
+        width,
+        height,
+        sh_degree,
+        bg,
+        float(near),
+        float(far),
+        depth,
     )
     if means2d.requires_grad:
         means2d.retain_grad()
-    return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, radii=radii, means2d=means2d)
+    return RenderOutput(rgb=rgb, depth=depth_map, alpha=alpha, radii=radii, means2d=means2d)
 
 
 def screen_grad_norm(out: RenderOutput, width: int, height: int, *, reduce: Literal["mean", "max"] = "mean") -> Tensor:
@@ -116,14 +136,19 @@ def screen_grad_norm(out: RenderOutput, width: int, height: int, *, reduce: Lite
     (x by width/2, y by height/2) and by C (undoing a loss averaged over the C cameras, as gsplat's
     DefaultStrategy does); its norm is then reduced over the cameras in which the Gaussian is visible
     (radii > 0): "mean" (default, like gsplat's running average) or "max". Gaussians visible nowhere get 0.
+    A batched render counts each of its B x C images as a camera (its Gaussian sets must have the same N).
     """
     grad = out.means2d.grad
     if grad is None:
         raise ValueError("out.means2d has no gradient: call loss.backward() on a render made with gradients enabled")
+    n = grad.shape[-2]
+    grad, radii = grad.reshape(-1, n, 2), out.radii.reshape(-1, n)
     n_cams = grad.shape[0]
-    scale = torch.tensor([0.5 * width * n_cams, 0.5 * height * n_cams], dtype=grad.dtype, device=grad.device)
-    norms = (grad * scale).norm(dim=-1)  # [C, N]
-    visible = out.radii > 0
+    # Scaled column by column with Python numbers: a tensor of the two factors would be a host-to-device copy,
+    # which waits for the GPU (this runs every training iteration).
+    scaled = torch.stack([grad[..., 0] * (0.5 * width * n_cams), grad[..., 1] * (0.5 * height * n_cams)], dim=-1)
+    norms = scaled.norm(dim=-1)  # [C, N]
+    visible = radii > 0
     norms = torch.where(visible, norms, torch.zeros_like(norms))
     if reduce == "max":
         return norms.amax(dim=0) if n_cams else norms.sum(0)

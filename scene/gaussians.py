@@ -39,29 +39,33 @@ class GaussianParams:
     scales: Tensor  # [N, 3] positive, world units
     opacities: Tensor  # [N] in [0, 1]
     sh: Tensor  # [N, K, 3] SH coefficients, K = (sh_degree + 1) ** 2; sh[:, 0] is the DC term
+    # B sets of N Gaussians (one batched render) are the same fields with a leading B: means [B, N, 3], ...
 
     def __post_init__(self) -> None:
-        n = self.means.shape[0]
+        lead, n = tuple(self.means.shape[:-2]), self.means.shape[-2] if self.means.ndim >= 2 else -1
         shapes = {
-            "means": (self.means, (n, 3)),
-            "quats": (self.quats, (n, 4)),
-            "scales": (self.scales, (n, 3)),
-            "opacities": (self.opacities, (n,)),
+            "means": (self.means, (*lead, n, 3)),
+            "quats": (self.quats, (*lead, n, 4)),
+            "scales": (self.scales, (*lead, n, 3)),
+            "opacities": (self.opacities, (*lead, n)),
         }
+        if len(lead) > 1 or n < 0:
+            raise ValueError(f"GaussianParams.means must be [N, 3] or [B, N, 3], got {tuple(self.means.shape)}")
         for name, (tensor, shape) in shapes.items():
             if tuple(tensor.shape) != shape:
                 raise ValueError(f"GaussianParams.{name} must have shape {shape}, got {tuple(tensor.shape)}")
-        if self.sh.ndim != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
-            raise ValueError(f"GaussianParams.sh must be [N, K, 3], got {tuple(self.sh.shape)}")
-        if math.isqrt(self.sh.shape[1]) ** 2 != self.sh.shape[1]:
-            raise ValueError(f"GaussianParams.sh has K={self.sh.shape[1]} coefficients, not a square")
+        sh = self.sh
+        if sh.ndim != 3 + len(lead) or tuple(sh.shape[:-2]) != (*lead, n) or sh.shape[-1] != 3:
+            raise ValueError(f"GaussianParams.sh must be [N, K, 3], got {tuple(sh.shape)}")
+        if math.isqrt(sh.shape[-2]) ** 2 != sh.shape[-2]:
+            raise ValueError(f"GaussianParams.sh has K={sh.shape[-2]} coefficients, not a square")
 
     def __len__(self) -> int:
-        return self.means.shape[0]
+        return self.means.shape[-2]
 
     @property
     def sh_degree(self) -> int:
-        return math.isqrt(self.sh.shape[1]) - 1
+        return math.isqrt(self.sh.shape[-2]) - 1
 
     def to(self, device: torch.device | str) -> GaussianParams:
         return GaussianParams(*(t.to(device) for t in self.tensors()))

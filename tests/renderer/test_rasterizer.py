@@ -243,6 +243,54 @@ def test_several_cameras_equal_separate_calls():
         torch.testing.assert_close(joint.means2d[c], single.means2d[0])
 
 
+def _two_sets(sh_degree=2, n=300, n_cams=2):
+    """Two Gaussian sets of one size and their cameras (set b seen by row b), as a batched render takes them."""
+    scenes = [random_scene(n, W, H, n_cams=n_cams, seed=11 + b, sh_degree=sh_degree) for b in range(2)]
+    stacked = {k: torch.stack([s.inputs()[k] for s in scenes]) for k in ("means", "quats", "scales", "opacities")}
+    stacked["colors"] = torch.stack([s.colors for s in scenes])
+    stacked |= {"viewmats": torch.stack([s.viewmats for s in scenes]), "Ks": torch.stack([s.Ks for s in scenes])}
+    return scenes, stacked | {"width": W, "height": H, "sh_degree": sh_degree}
+
+
+def test_batched_render_equals_one_call_per_set():
+    scenes, batch = _two_sets()
+    means = batch["means"].clone().requires_grad_(True)
+    joint = render(**(batch | {"means": means}))
+    assert joint.rgb.shape == (2, 2, H, W, 3) and joint.radii.shape == (2, 2, 300)
+    assert joint.means2d.shape == (2, 2, 300, 2)
+    weights = torch.rand(2, 2, H, W, 3, generator=torch.Generator().manual_seed(0))
+    (joint.rgb * weights).sum().backward()
+    for b, scene in enumerate(scenes):
+        m = scene.means.clone().requires_grad_(True)
+        single = render(**(scene.inputs() | {"means": m}))
+        (single.rgb * weights[b]).sum().backward()
+        torch.testing.assert_close(joint.rgb[b], single.rgb)
+        torch.testing.assert_close(joint.depth[b], single.depth)
+        torch.testing.assert_close(joint.alpha[b], single.alpha)
+        assert torch.equal(joint.radii[b], single.radii)
+        torch.testing.assert_close(joint.means2d.grad[b], single.means2d.grad)
+        torch.testing.assert_close(means.grad[b], m.grad)
+
+
+def test_render_without_depth_gives_the_same_colours():
+    scene = random_scene(300, W, H, n_cams=2, seed=12, sh_degree=1)
+    full, colour_only = render(**scene.inputs()), render(**scene.inputs(), depth=False)
+    assert colour_only.depth is None
+    torch.testing.assert_close(colour_only.rgb, full.rgb)
+    torch.testing.assert_close(colour_only.alpha, full.alpha)
+    assert torch.equal(colour_only.radii, full.radii)
+
+
+def test_batched_render_checks_its_shapes():
+    _, batch = _two_sets(sh_degree=None)
+    with pytest.raises(ValueError, match=r"viewmats must have shape \[2, \*, 4, 4\]"):
+        render(**(batch | {"viewmats": batch["viewmats"][0]}))
+    with pytest.raises(ValueError, match=r"quats must have shape \[2, 300, 4\]"):
+        render(**(batch | {"quats": batch["quats"][0]}))
+    with pytest.raises(ValueError, match="means must have shape"):
+        render(**(batch | {"means": batch["means"][None]}))
+
+
 def test_sh_degree_zero_equals_rgb_path():
     scene = random_scene(200, W, H, seed=6)
     sh = ((scene.colors - 0.5) / SH_C0)[:, None, :]
@@ -308,6 +356,15 @@ def test_screen_grad_norm():
     torch.testing.assert_close(norm, expected)
     torch.testing.assert_close(screen_grad_norm(out, W, H, reduce="max"), per_cam.amax(0))
     assert bool((norm[(out.radii == 0).all(0)] == 0).all()) and norm.max() > 0
+
+
+def test_screen_grad_norm_of_a_batched_render_counts_every_image():
+    _, batch = _two_sets()
+    out = render(**(batch | {"means": batch["means"].requires_grad_(True)}))
+    out.rgb.mean().backward()
+    grad, visible = out.means2d.grad.reshape(4, 300, 2), out.radii.reshape(4, 300) > 0
+    per_image = (grad * torch.tensor([W / 2 * 4, H / 2 * 4])).norm(dim=-1) * visible
+    torch.testing.assert_close(screen_grad_norm(out, W, H), per_image.sum(0) / visible.sum(0).clamp_min(1))
 
 
 def _bad(**changes):
