@@ -17,6 +17,7 @@ The heads are initialised to zero, so an untrained field is the identity (the 3D
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -151,25 +152,32 @@ class HexPlaneDeformation(nn.Module):
         k = slice(3 * level, 3 * level + 3)
         return torch.cat(list(self.spatial[k])), torch.cat(list(self.temporal[k]))
 
-    def features(self, points: Tensor, t: float) -> Tensor:
+    def features(self, points: Tensor, t: float | Sequence[float]) -> Tensor:
         """HexPlane features [P, grid_features * levels] at canonical ``points`` and loop time ``t``.
 
         Per level, the product of the six planes' bilinear samples: xy, xz, yz at the point's projective
-        coordinates, and xt, yt, zt at (coordinate, t) on the wrapped time axis.
+        coordinates, and xt, yt, zt at (coordinate, t) on the wrapped time axis. A sequence of B times gives
+        [B, P, grid_features * levels], the spatial planes sampled once for all of them.
         """
+        batched = isinstance(t, Sequence)
+        times = [float(x) for x in t] if batched else [float(t)]
         p = self.normalized(points).T  # [3, P]
+        n_times, n_points = len(times), p.shape[1]
         u_space, v_space = p[[a for a, _ in SPATIAL_PAIRS]], p[[b for _, b in SPATIAL_PAIRS]]
-        v_time = p.new_full(p.shape, float(t) % 1.0 * 2 - 1)
+        u_time = p.repeat(1, n_times)  # [3, B * P]: the points once per time
+        v_time = torch.cat([p.new_full(p.shape, x % 1.0 * 2 - 1) for x in times], dim=1)
         levels = []
         for level in range(len(self.config.grid_multires)):
             spatial, temporal = self.level_planes(level)
-            feat = _sample_planes(spatial, u_space, v_space).prod(0) * _sample_planes(
-                _wrap_time(temporal), p, v_time
-            ).prod(0)
-            levels.append(feat.T)
-        return torch.cat(levels, dim=1)
+            space = _sample_planes(spatial, u_space, v_space).prod(0)  # [F, P]
+            time = _sample_planes(_wrap_time(temporal), u_time, v_time).prod(0)  # [F, B * P]
+            feat = space[:, None] * time.view(-1, n_times, n_points)  # [F, B, P]
+            levels.append(feat.permute(1, 2, 0))
+        out = torch.cat(levels, dim=-1)
+        return out if batched else out[0]
 
-    def forward(self, points: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, points: Tensor, t: float | Sequence[float]) -> tuple[Tensor, Tensor, Tensor]:
+        """(dx, dq, dlog_s) at loop time ``t`` ([P, ...]), or at each of B times ([B, P, ...])."""
         if points.ndim != 2 or points.shape[1] != 3:
             raise ValueError(f"points must be [P, 3], got {tuple(points.shape)}")
         h = self.trunk(self.features(points, t))

@@ -26,6 +26,7 @@ of 3D motion. ``--flow_scale 2`` (the original README's value) plays the same lo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def deform(
     depth_ref: Tensor,
     field: HexPlaneDeformation | None,
     schedule: LoopSchedule,
-    t: float,
+    t: float | Sequence[float],
 ) -> GaussianParams:
     """The Gaussians at loop time ``t`` (differentiable): [N canonical rows (copy 0), then M copies 1].
 
@@ -75,31 +76,47 @@ def deform(
         depth_ref: [M] distance of each moving Gaussian to the photo camera (unit of the residual offset).
         field: the learned residual, or None for the 3D motion prior alone.
         schedule: the loop schedule of stage 1. t: loop time; taken modulo 1, so t = 1 is exactly t = 0.
+            A sequence of B times gives the B sets stacked ([B, N + M, ...], for one batched render).
     """
-    t = float(t) % 1.0
-    m = moving_idx
+    batched = isinstance(t, Sequence)
+    times = [float(x) % 1.0 for x in t] if batched else [float(t) % 1.0]
+    m, n_times = moving_idx, len(times)
     if m.numel() == 0:
-        return canonical
+        return _stacked(canonical, n_times) if batched else canonical
     x, q, s, a = canonical.means[m], canonical.quats[m], canonical.scales[m], canonical.opacities[m]
     q = F.normalize(q, dim=-1)
     if field is not None:
-        dx, dq, ds = field(x, t)
+        dx, dq, ds = field(x, times)  # [B, M, ...]
         x, q, s = x + dx * depth_ref[:, None], q + dq, s * torch.exp(ds)
-    d0, d1 = schedule.displacements(t)
-    w0 = schedule.weight0(d0, threshold, t)
+    x, q, s = x.expand(n_times, -1, -1), q.expand(n_times, -1, -1), s.expand(n_times, -1, -1)
+    shifts = [schedule.displacements(time) for time in times]
+    w0 = torch.stack([schedule.weight0(d0, threshold, time) for (d0, _), time in zip(shifts, times)])  # [B, M]
     log_t = torch.log1p(-a.clamp(max=_MAX_ALPHA))
     a0, a1 = -torch.expm1(w0 * log_t), -torch.expm1((1 - w0) * log_t)
-    means = canonical.means.index_copy(0, m, x + d0 * motion)
-    quats = canonical.quats.index_copy(0, m, q)
-    scales = canonical.scales.index_copy(0, m, s)
-    opac = canonical.opacities.index_copy(0, m, a0)
-    return GaussianParams(
-        torch.cat([means, x + d1 * motion]),
-        torch.cat([quats, q]),
-        torch.cat([scales, s]),
-        torch.cat([opac, a1]),
-        torch.cat([canonical.sh, canonical.sh[m]]),
+    x0 = torch.stack([x[b] + d0 * motion for b, (d0, _) in enumerate(shifts)])
+    x1 = torch.stack([x[b] + d1 * motion for b, (_, d1) in enumerate(shifts)])
+
+    def rows(canon: Tensor, moving: Tensor, copies: Tensor) -> Tensor:  # [B, N + M, ...]
+        whole = canon.expand(n_times, *canon.shape).index_copy(1, m, moving)
+        return torch.cat([whole, copies], dim=1)
+
+    sh = torch.cat([canonical.sh, canonical.sh[m]])
+    out = GaussianParams(
+        rows(canonical.means, x0, x1),
+        rows(canonical.quats, q, q),
+        rows(canonical.scales, s, s),
+        rows(canonical.opacities, a0, a1),
+        sh.expand(n_times, *sh.shape) if batched else sh[None],
     )
+    return out if batched else GaussianParams(*(getattr(out, f)[0] for f in _FIELDS))
+
+
+_FIELDS = ("means", "quats", "scales", "opacities", "sh")
+
+
+def _stacked(params: GaussianParams, n: int) -> GaussianParams:
+    """``params`` repeated as n sets ([n, N, ...], views of the same storage)."""
+    return GaussianParams(*(getattr(params, f).expand(n, *getattr(params, f).shape) for f in _FIELDS))
 
 
 # ----------------------------------------------------------------------------- trainable model

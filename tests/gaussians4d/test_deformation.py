@@ -31,6 +31,17 @@ def test_field_is_exactly_periodic_in_time():
     assert not torch.allclose(field.features(pts, 0.5), field.features(pts, 0.0), atol=1e-3)
 
 
+def test_field_at_several_times_equals_each_time():
+    field, pts = tiny_field(), random_points()
+    times = [0.0, 0.2, 0.97]
+    with torch.no_grad():
+        batch = field(pts, times)
+        assert [x.shape for x in batch] == [(3, 50, 3), (3, 50, 4), (3, 50, 3)]
+        for b, t in enumerate(times):
+            for x, y in zip(batch, field(pts, t)):
+                torch.testing.assert_close(x[b], y, rtol=1e-6, atol=1e-7)
+
+
 def test_plane_sampling_matches_naive_bilinear():
     field = tiny_field()
     plane = field.spatial[0]  # xy plane of level 0: [1, F, R, R], u along W (x), v along H (y)

@@ -71,6 +71,26 @@ def test_crossfade_is_the_symmetric_blend_of_the_prior():
     assert torch.allclose(out.opacities[moving], 1 - (1 - a) ** (1 - t), atol=1e-6)
 
 
+@pytest.mark.parametrize("with_field", [True, False])
+def test_deform_at_several_times_stacks_the_single_times(with_field):
+    params, moving, motion, threshold, depth, schedule = _moving_setup()
+    field = tiny_field() if with_field else None
+    times = [0.0, 0.3, 0.3, 0.81]
+    with torch.no_grad():
+        batch = deform(params, moving, motion, threshold, depth, field, schedule, times)
+        assert batch.means.shape == (4, len(params) + len(moving), 3) and len(batch) == len(params) + len(moving)
+        for b, t in enumerate(times):
+            single = deform(params, moving, motion, threshold, depth, field, schedule, t)
+            for x, y in zip(batch.tensors(), single.tensors()):
+                torch.testing.assert_close(x[b], y, rtol=1e-6, atol=1e-7)
+        empty = torch.zeros(0, dtype=torch.long)
+        assert deform(params, empty, motion[:0], threshold[:0], depth[:0], field, schedule, times).means.shape == (
+            4,
+            len(params),
+            3,
+        )
+
+
 def test_deform_gradients_flow_to_canonical_and_field():
     params, moving, motion, threshold, depth, schedule = _moving_setup()
     means = params.means.clone().requires_grad_(True)
