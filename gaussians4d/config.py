@@ -70,7 +70,10 @@ class OptimConfig:
     fine_iterations: int = 1200
     """Iterations with deformation, on the views (t = 0) and the video frames (their time)."""
     video_fraction: float = 0.7
-    """Probability that a fine-stage iteration draws a video frame rather than a t = 0 view."""
+    """Probability that a fine-stage draw is a video frame rather than a t = 0 view."""
+    batch_size: int = 1
+    """Images drawn per iteration, rendered in one rasterizer call, their loss averaged. The learning rates are
+    scaled by sqrt(batch_size) and Adam's betas raised to the power batch_size (moments over as many images)."""
     lambda_dssim: float = 0.2
     """Weight of the D-SSIM term; the L1 term has weight 1 - lambda_dssim."""
     plane_tv_weight: float = 2e-4
@@ -102,6 +105,7 @@ class OptimConfig:
         require(
             0 <= self.video_fraction <= 1, f"--video_fraction must be in [0, 1], got {self.video_fraction}", TRAIN_HELP
         )
+        require(1 <= self.batch_size <= 64, f"--batch_size must be in 1..64, got {self.batch_size}", TRAIN_HELP)
         require(0 <= self.lambda_dssim <= 1, f"--lambda_dssim must be in [0, 1], got {self.lambda_dssim}", TRAIN_HELP)
         for f in fields(self):
             require(getattr(self, f.name) >= 0, f"--{f.name} must be >= 0, got {getattr(self, f.name)}", TRAIN_HELP)
@@ -178,8 +182,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "preview_every": 250,
         "eval_max_images": 8,
     },
-    # mom_scene_0 at 1280x720 on one H100 in under 2 minutes (6000 iterations took 213 s and reached
-    # 47 dB train / 48 dB held-out there, far above the 30 / 28 dB targets: half as many suffice).
+    # Four images per iteration (one rasterizer call; the per-iteration work -- kernel launches, Adam, the
+    # field's regularisers -- shared by four): 3600 images in 900 iterations. On mom_scene_0 (H200) one image
+    # per iteration for 3000 iterations trained 65 s for 47.64 dB held-out; this 34-45 s for 47.4-47.5 dB;
+    # 4 x 750 iterations lost 0.7 dB, 2 x 1500 took 43 s (docs/BENCHMARKS.md "train_4DGS").
     "gpu": {
         "resolution": None,
         "max_points": 1_000_000,
@@ -189,14 +195,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "time_resolution": 30,
         "grid_features": 16,
         "mlp_width": 64,
-        "coarse_iterations": 500,
-        "fine_iterations": 2500,
-        "densify_from": 300,
-        "densify_every": 200,
+        "batch_size": 4,
+        "coarse_iterations": 150,
+        "fine_iterations": 750,
+        "densify_from": 75,
+        "densify_every": 50,
         "max_gaussians": 1_500_000,
-        "checkpoint_every": 1000,
-        "preview_every": 1000,
-        "log_every": 100,
+        "checkpoint_every": 1000,  # a checkpoint (300 MB at 1 M Gaussians) at the end of the coarse stage
+        "preview_every": 450,
+        "log_every": 50,
         "eval_max_images": 60,
     },
 }

@@ -80,7 +80,8 @@ def update_state(state: dict[str, Tensor], out, rows: Tensor, width: int, height
     if out.means2d.grad is None:
         raise ValueError("out.means2d has no gradient: call out.means2d.retain_grad() before backward")
     grad = screen_grad_norm(out, width, height).detach()
-    visible = (out.radii.detach().max(dim=0).values > 0).to(grad.dtype)  # [C, N] -> seen by any camera (0/1)
+    radii = out.radii.detach().reshape(-1, out.radii.shape[-1])  # [C, N], a batched render's B x C images as C
+    visible = (radii.max(dim=0).values > 0).to(grad.dtype)  # seen by any camera (0/1)
     state["grad2d"].index_add_(0, rows, grad * visible)  # unseen rows add exact zeros: no boolean index, no sync
     state["count"].index_add_(0, rows, visible)
 

@@ -53,7 +53,8 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     g = _gauss_1d(pred.device, pred.dtype)
     gx, gy = g.view(1, 1, 1, -1).expand(n, 1, 1, -1), g.view(1, 1, -1, 1).expand(n, 1, -1, 1)
     pad = SSIM_WINDOW // 2
-    # Separable: two 11-tap passes instead of one 121-tap one.
+    # Separable: two 11-tap passes instead of one 121-tap one. (Each map as its own one-channel image ran 25 %
+    # faster on an H200, but cuDNN's algorithm search for it peaked at 30 GB of GPU memory: not taken.)
     blurred = F.conv2d(F.conv2d(maps, gx, padding=(0, pad), groups=n), gy, padding=(pad, 0), groups=n)
     mu_x, mu_y, xx, yy, xy = blurred.chunk(5, dim=1)
     var_x = xx - mu_x**2

@@ -35,18 +35,22 @@ from utils.failpoints import hold
 
 
 def make_optimizer(model: TrainableGaussians, cfg: OptimConfig) -> torch.optim.Adam:
+    """Adam over the Gaussians and the field; the scheduled rates (means, grid, mlp) are set per iteration
+    by :func:`set_learning_rates`. Batches scale every rate by sqrt(batch_size) (the square-root rule)."""
+    scale = math.sqrt(cfg.batch_size)
     groups = [
         {"name": "means_n", "params": [model.means_n], "lr": cfg.lr_means},
-        {"name": "quats", "params": [model.quats], "lr": cfg.lr_quats},
-        {"name": "log_scales", "params": [model.log_scales], "lr": cfg.lr_scales},
-        {"name": "opacity_logits", "params": [model.opacity_logits], "lr": cfg.lr_opacity},
-        {"name": "sh_dc", "params": [model.sh_dc], "lr": cfg.lr_sh},
-        {"name": "sh_rest", "params": [model.sh_rest], "lr": cfg.lr_sh / 20},
+        {"name": "quats", "params": [model.quats], "lr": cfg.lr_quats * scale},
+        {"name": "log_scales", "params": [model.log_scales], "lr": cfg.lr_scales * scale},
+        {"name": "opacity_logits", "params": [model.opacity_logits], "lr": cfg.lr_opacity * scale},
+        {"name": "sh_dc", "params": [model.sh_dc], "lr": cfg.lr_sh * scale},
+        {"name": "sh_rest", "params": [model.sh_rest], "lr": cfg.lr_sh / 20 * scale},
         {"name": "grid", "params": model.field.grid_parameters(), "lr": cfg.lr_grid},
         {"name": "mlp", "params": model.field.mlp_parameters(), "lr": cfg.lr_mlp},
     ]
     fused = model.means_n.is_cuda  # one kernel per step on the GPU; the CPU keeps the reference (foreach) Adam
-    return torch.optim.Adam(groups, lr=0.0, eps=1e-15, fused=fused)
+    betas = (0.9**cfg.batch_size, 0.999**cfg.batch_size)  # the moments' memory spans as many images at any batch
+    return torch.optim.Adam(groups, lr=0.0, betas=betas, eps=1e-15, fused=fused)
 
 
 def _exp_decay(lr: float, final_ratio: float, progress_: float) -> float:
@@ -54,17 +58,20 @@ def _exp_decay(lr: float, final_ratio: float, progress_: float) -> float:
 
 
 def set_learning_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iteration: int) -> None:
-    """Means decay x0.01 over the run; the deformation x0.1 over the fine stage; it is frozen in the coarse stage."""
+    """Means decay x0.01 over the run; the deformation x0.1 over the fine stage; it is frozen in the coarse stage.
+
+    Every rate is scaled by sqrt(batch_size) (the square-root rule for Adam: fewer, less noisy steps)."""
     opt = cfg.optim
     fine = cfg.is_fine(iteration)
     fine_progress = (iteration - opt.coarse_iterations) / max(opt.fine_iterations, 1)
+    scale = math.sqrt(opt.batch_size)
     for group in optimizer.param_groups:
         if group["name"] == "means_n":
-            group["lr"] = _exp_decay(opt.lr_means, 0.01, iteration / opt.total_iterations)
+            group["lr"] = scale * _exp_decay(opt.lr_means, 0.01, iteration / opt.total_iterations)
         elif group["name"] == "grid":
-            group["lr"] = _exp_decay(opt.lr_grid, 0.1, fine_progress) if fine else 0.0
+            group["lr"] = scale * _exp_decay(opt.lr_grid, 0.1, fine_progress) if fine else 0.0
         elif group["name"] == "mlp":
-            group["lr"] = _exp_decay(opt.lr_mlp, 0.1, fine_progress) if fine else 0.0
+            group["lr"] = scale * _exp_decay(opt.lr_mlp, 0.1, fine_progress) if fine else 0.0
 
 
 def render_at(
@@ -84,20 +91,69 @@ def render_at(
     from gaussian_renderer import render
 
     params = model.at(t, use_field=fine) if isinstance(model, TrainableGaussians) else model.at_time(t)
-    idx = torch.tensor(cams, device=data.viewmats.device)
+    viewmats, ks = _cameras(data, cams)
     return render(
         params.means,
         params.quats,
         params.scales,
         params.opacities,
         params.sh,
-        data.viewmats[idx],
-        data.Ks[idx],
+        viewmats,
+        ks,
         data.width,
         data.height,
         sh_degree=model.sh_degree,
         backend=backend,
         validate=validate,
+        depth=False,  # training, previews and the evaluation read colours only
+    )
+
+
+def _cameras(data: TrainData, cams: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """viewmats [C, 4, 4] and Ks [C, 3, 3] of cameras ``cams``, gathered on the device: an index tensor made
+    from the list would be a host-to-device copy, which waits for the GPU every iteration."""
+    if len(cams) == 1:
+        c = cams[0]
+        return data.viewmats[c : c + 1], data.Ks[c : c + 1]
+    return torch.stack([data.viewmats[c] for c in cams]), torch.stack([data.Ks[c] for c in cams])
+
+
+def render_samples(model: TrainableGaussians, data: TrainData, samples: list[Sample], *, fine: bool, backend: str):
+    """Render a training batch in one rasterizer call (no value checks: the loss is checked instead).
+
+    Samples at one time (every coarse batch: t = 0) are one set of Gaussians seen by their cameras
+    (rgb [B, H, W, 3]); samples at several times are a batched render of the scene at each of them
+    (rgb [B, 1, H, W, 3])."""
+    from gaussian_renderer import render
+
+    cams, times = [s.cam for s in samples], [s.t for s in samples]
+    if not fine or len(set(times)) == 1:
+        return render_at(model, data, cams, times[0], fine=fine, backend=backend, validate=False)
+    params = model.at(times, use_field=True)
+    viewmats, ks = _cameras(data, cams)
+    return render(
+        params.means,
+        params.quats,
+        params.scales,
+        params.opacities,
+        params.sh,
+        viewmats[:, None],  # [B, 1, 4, 4]: sample b seen by its own camera
+        ks[:, None],
+        data.width,
+        data.height,
+        sh_degree=model.sh_degree,
+        backend=backend,
+        validate=False,
+        depth=False,
+    )
+
+
+def _batch_weight(samples: list[Sample]) -> torch.Tensor | None:
+    """Pixel weights [B, H, W] of a batch (1 for images without), or None when no image has any."""
+    if all(s.weight is None for s in samples):
+        return None
+    return torch.stack(
+        [torch.ones_like(s.image[..., 0], dtype=torch.float32) if s.weight is None else s.weight for s in samples]
     )
 
 
@@ -182,27 +238,28 @@ class Trainer:
         for old in self.checkpoints.glob("iter_*"):
             old.unlink()
 
-    def step(self, it: int) -> tuple[torch.Tensor, object, torch.Tensor]:
-        """One iteration (see the module docstring); returns (the loss, detached, on the device; render, target)."""
-        cfg, model = self.cfg, self.model
+    def step(self, it: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One iteration (see the module docstring); returns (the loss, detached, on the device; rgb, target),
+        rgb and target [B, H, W, 3] for a batch of B images."""
+        cfg, model, data = self.cfg, self.model, self.data
         fine = cfg.is_fine(it)
         set_learning_rates(self.optimizer, cfg, it)
-        sample: Sample = self.data.draw(fine, cfg.optim.video_fraction, self.gen)
-        out = render_at(model, self.data, [sample.cam], sample.t, fine=fine, backend=self.backend, validate=False)
-        target = sample.image[None].float() / 255
-        weight = sample.weight[None] if sample.weight is not None else None
-        loss = photometric_loss(out.rgb, target, cfg.optim.lambda_dssim, weight)
+        samples = [data.draw(fine, cfg.optim.video_fraction, self.gen) for _ in range(cfg.optim.batch_size)]
+        out = render_samples(model, data, samples, fine=fine, backend=self.backend)
+        rgb = out.rgb.reshape(len(samples), data.height, data.width, 3)
+        target = torch.stack([s.image for s in samples]).float() / 255
+        loss = photometric_loss(rgb, target, cfg.optim.lambda_dssim, _batch_weight(samples))
         if fine:
             loss = loss + model.field.regularization(cfg.optim.plane_tv_weight, cfg.optim.time_smoothness_weight)
         loss.backward()
         with torch.no_grad():
             total = cfg.optim.total_iterations
             if cfg.densify.densify_from <= it < cfg.densify.stop(total):
-                densify.update_state(self.dstate, out, model.rendered_rows(), self.data.width, self.data.height)
+                densify.update_state(self.dstate, out, model.rendered_rows(), data.width, data.height)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             densify.step(model, self.optimizer, self.dstate, cfg.densify, it, total, self.gen)
-        return loss.detach(), out, target
+        return loss.detach(), rgb, target
 
     def _check_finite(self, value: float, it: int) -> None:
         if math.isfinite(value):
@@ -230,7 +287,7 @@ class Trainer:
 
         try:
             for it in range(self.state.iteration + 1, total + 1):
-                loss, out, target = self.step(it)
+                loss, rgb, target = self.step(it)
                 if pending is not None:
                     read(pending)
                 pending = (it, loss)
@@ -243,7 +300,7 @@ class Trainer:
                     pending = None
                 self.state.iteration = it
                 if logging:
-                    p = psnr(out.rgb, target)
+                    p = psnr(rgb, target)
                     self.state.losses.append([it, round(ema, 6), round(p, 3)])
                     stage = "fine" if cfg.is_fine(it) else "coarse"
                     bar.update(it, f"{stage} loss {ema:.4f} PSNR {p:.2f} dB n={len(self.model)}")
@@ -275,7 +332,7 @@ class Trainer:
                 gt = data.views[0].image if gt is None and t == 0 else gt
                 gt_img = gt.float() / 255 if gt is not None else torch.zeros_like(out.rgb[0])
                 rows.append(torch.cat([gt_img, out.rgb[0].clamp(0, 1)], dim=1))
-        write_png(path, torch.cat(rows, dim=0).cpu().numpy())
+        write_png(path, torch.cat(rows, dim=0).cpu().numpy(), compress_level=1)  # fast: it interrupts training
 
     def evaluate(self, model: FourDGaussians, samples: list[Sample]) -> float | None:
         """Mean PSNR (dB) over up to ``eval_max_images`` evenly spaced ``samples``; None when there are none."""

@@ -195,6 +195,35 @@ def test_resume_after_interruption(stage1, tmp_path):
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_a_batch_of_several_loop_times_is_one_batched_render(stage1):
+    """A fine-stage batch mixing t = 0 views and video frames renders the scene at each time, in one call."""
+    cfg = tiny_config(batch_size=3)
+    data = load_data(stage1, cfg, torch.device("cpu"))
+    model = build_model(stage1, cfg, data, torch.device("cpu"))
+    trainer = Trainer(cfg, data, model, stage1.gaussians.dir, meta={})
+    picks = iter([data.views[1], data.frames[2], data.frames[5]])
+    data.draw = lambda *args: next(picks)  # type: ignore[method-assign]
+    seen = []
+    at = model.at
+    model.at = lambda t, use_field=True: seen.append(t) or at(t, use_field)  # type: ignore[method-assign]
+    it = cfg.optim.coarse_iterations + 1  # fine, and inside the densification window
+    loss, rgb, target = trainer.step(it)
+    assert seen == [[0.0, data.frames[2].t, data.frames[5].t]]
+    assert rgb.shape == target.shape == (3, data.height, data.width, 3) and torch.isfinite(loss)
+    torch.testing.assert_close(target[1], data.frames[2].image.float() / 255)
+    count = trainer.dstate["count"]  # one update: 1 where any of the batch's images saw the Gaussian
+    assert float(count[~model.moving].max()) == 1.0 and float(count.max()) <= 2.0  # a moving one has two copies
+
+
+def test_batched_training_reaches_psnr(stage1, tmp_path):
+    """Half the iterations at 4 images each: the batch's square-root learning-rate rule keeps the quality."""
+    scene = _copy(stage1, tmp_path / "scene")
+    batched = {"coarse_iterations": 10, "fine_iterations": 10, "densify_from": 8, "densify_every": 5}
+    metrics = train(scene, tiny_config(batch_size=4, **batched))
+    assert metrics["iterations"] == 20
+    assert metrics["psnr_train"] >= 25.0 and metrics["psnr_heldout"] >= 25.0, metrics
+
+
 def _poison_loss(monkeypatch, bad) -> None:
     """The training loss becomes NaN on the calls (1-based) for which ``bad(call)`` holds."""
     import gaussians4d.trainer as trainer
@@ -254,9 +283,10 @@ def test_cli_refuses_bad_options_and_missing_stage(tmp_path, stage1):
 
 
 @pytest.mark.gpu
-def test_gpu_training_matches_quality(stage1, tmp_path):
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_gpu_training_matches_quality(stage1, tmp_path, batch_size):
     scene = _copy(stage1, tmp_path / "scene")
-    metrics = train(scene, tiny_config(device="cuda"))
+    metrics = train(scene, tiny_config(device="cuda", batch_size=batch_size))
     assert metrics["psnr_train"] >= 26.0
     model = load_trained(scene, device="cuda")
     assert model.at_time(0.5).means.is_cuda
