@@ -30,7 +30,7 @@ def knn_mean_distance(points: Tensor, k: int = 3) -> Tensor:
     if k_eff <= 0:
         return torch.zeros(n, dtype=points.dtype, device=points.device)
     xyz = points.detach().cpu().double().numpy()
-    dist, _ = cKDTree(xyz).query(xyz, k=k_eff + 1)
+    dist, _ = cKDTree(xyz).query(xyz, k=k_eff + 1, workers=-1)  # exact: the same result on any number of cores
     # Column 0 is the point itself (distance 0), or an exact duplicate: either way one zero to drop.
     mean = np.asarray(dist, dtype=np.float64)[:, 1:].mean(axis=1)
     return torch.from_numpy(mean).to(device=points.device, dtype=points.dtype)

@@ -7,7 +7,9 @@ held-out frames (i % holdout_every == holdout_every // 2) kept for the held-out 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +17,7 @@ from torch import Tensor
 
 from gaussians4d.config import TrainConfig
 from scene.cameras import Camera, CameraBatch, image_size
-from scene.io import read_cameras, read_mask, read_rgb
+from scene.io import load_image_any, read_cameras, read_mask, read_rgb
 from scene.loop import LoopSchedule, loop_schedule
 from scene.manifest import require_stage
 from scene.paths import ScenePaths
@@ -64,8 +66,22 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def _to_u8(image: np.ndarray, device: torch.device) -> Tensor:
-    return torch.from_numpy(np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)).to(device)
+def _image(path: Path, width: int, height: int, made_by: str | None = None) -> Tensor:
+    """The RGB image at ``path`` as uint8 [H, W, 3] at the training size (resized in float, never upsampled)."""
+    if not path.is_file():
+        read_rgb(path, made_by)  # raises the missing-file error
+    image = load_image_any(path)
+    if image.shape[:2] != (height, width):
+        image = np.clip(np.rint(_resize(image.astype(np.float32) / 255.0, width, height) * 255), 0, 255)
+    return torch.from_numpy(image.astype(np.uint8))
+
+
+def _images(paths: list[Path], width: int, height: int, made_by: str | None, device) -> list[Tensor]:
+    """:func:`_image` of every path, decoded on a few threads (PNG decoding releases the GIL), in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return [image.to(device) for image in pool.map(lambda p: _image(p, width, height, made_by), paths)]
 
 
 def _video_views(scene: ScenePaths) -> list[int]:
@@ -87,30 +103,33 @@ def _schedule(scene: ScenePaths, manifest: dict) -> LoopSchedule:
 
 
 def _views(scene: ScenePaths, cfg: TrainConfig, n: int, width: int, height: int, device) -> list[Sample]:
+    images = _images([scene.motion.view_image(i) for i in range(n)], width, height, "train_motion.py", device)
     views = []
-    for i in range(n):
-        image = _resize(read_rgb(scene.motion.view_image(i), "train_motion.py"), width, height)
+    for i, image in enumerate(images):
         weight = None
         if scene.motion.view_valid(i).is_file() and cfg.data.inpainted_weight < 1:
             valid = _resize(read_mask(scene.motion.view_valid(i)).astype(np.float32), width, height)
             weight = torch.from_numpy(valid + (1 - valid) * cfg.data.inpainted_weight).float().to(device)
-        views.append(Sample(i, 0.0, _to_u8(image, device), weight, f"view {i:02d}"))
+        views.append(Sample(i, 0.0, image, weight, f"view {i:02d}"))
     return views
 
 
 def _frames(scene, cfg, cameras, n_video, width, height, device) -> tuple[list[Sample], list[Sample]]:
-    frames, heldout = [], []
+    keys = []
     for v in _video_views(scene):
         if v >= len(cameras):
             raise UserError(f"video of view {v} has no camera in {scene.motion.cameras}", "re-run train_motion.py")
         for i in range(n_video):
-            path = scene.motion.video_frame(v, i)
-            if not path.is_file():
+            if not scene.motion.video_frame(v, i).is_file():
+                path = scene.motion.video_frame(v, i)
                 raise UserError(f"{path} is missing (stage 1 video incomplete)", "re-run train_motion.py")
-            image = _to_u8(_resize(read_rgb(path), width, height), device)
-            sample = Sample(v, i / n_video, image, None, f"video {v:02d}/{i:04d}")
-            k = cfg.data.holdout_every
-            (heldout if k and i % k == k // 2 else frames).append(sample)
+            keys.append((v, i))
+    images = _images([scene.motion.video_frame(v, i) for v, i in keys], width, height, None, device)
+    frames, heldout = [], []
+    k = cfg.data.holdout_every
+    for (v, i), image in zip(keys, images):
+        sample = Sample(v, i / n_video, image, None, f"video {v:02d}/{i:04d}")
+        (heldout if k and i % k == k // 2 else frames).append(sample)
     return frames, heldout
 
 

@@ -8,6 +8,7 @@ it and writes ``manifests/gaussians.json`` last. Formats: docs/scene_format.md.
 from __future__ import annotations
 
 import shutil
+import time
 
 import torch
 
@@ -54,6 +55,7 @@ def run(config: TrainConfig) -> dict | None:
 
 
 def _run(scene: ScenePaths, config: TrainConfig) -> dict | None:
+    started = time.perf_counter()
     device = resolve_device(config.run.device)
     torch.manual_seed(config.seed)
     data = load_data(scene, config, device)
@@ -64,7 +66,9 @@ def _run(scene: ScenePaths, config: TrainConfig) -> dict | None:
     model = build_model(scene, config, data, device)  # reads the rest of stage 1: a bad file fails before any write
     paths = scene.gaussians
     rerun = command_line("train_4DGS.py", config, preset(config.preset), always=("preset",))
-    manifest = StageRun(scene, "gaussians", config, [scene.motion.dir, scene.manifest("motion")], rerun)
+    loaded = time.perf_counter()
+    manifest = StageRun(scene, "gaussians", config, [scene.motion.dir, scene.manifest("motion")], rerun, started)
+    manifest.timings["load"] = loaded - started  # stage 1's images and point cloud, the initial Gaussians
     manifest.invalidate()
     remove_stale_temps(paths.dir)  # half-written checkpoints of a killed run
     meta = {"config_key": config.resume_key(), "motion_manifest": file_hash(scene.manifest("motion"))}
