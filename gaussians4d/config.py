@@ -168,18 +168,21 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The 640x360 demo's train_4DGS in about a minute on a 2-core CPU with the PyTorch rasterizer (about
-    # 9 it/s at 256x144 when the cores are free); 320 px with 20 000 points kept more texture but took the
-    # demo past its 3 minutes (docs/BENCHMARKS.md "Demo").
+    # The 640x360 demo's train_4DGS in under a minute on a 2-core CPU with the PyTorch rasterizer: two
+    # images per iteration took 24 % less time than one image per iteration for twice as many iterations
+    # (PSNR -0.1 dB, the same texture retention; four per iteration was slower); 320 px with 20 000 points
+    # kept more texture but took the demo past its 3 minutes (docs/BENCHMARKS.md "Demo").
     "cpu": {
         "resolution": "256",
         "max_points": 12_000,
-        "coarse_iterations": 150,
-        "fine_iterations": 350,
-        "densify_every": 100,
+        "batch_size": 2,
+        "coarse_iterations": 75,
+        "fine_iterations": 175,
+        "densify_from": 50,
+        "densify_every": 50,
         "max_gaussians": 20_000,
-        "checkpoint_every": 100,
-        "preview_every": 250,
+        "checkpoint_every": 50,
+        "preview_every": 125,
         "eval_max_images": 8,
     },
     # Four images per iteration (one rasterizer call; the per-iteration work -- kernel launches, Adam, the
