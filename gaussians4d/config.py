@@ -168,8 +168,8 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The 640x360 demo's train_4DGS in under a minute on a 2-core CPU with the PyTorch rasterizer: two
-    # images per iteration took 24 % less time than one image per iteration for twice as many iterations
+    # The 640x360 demo's train_4DGS in about a minute on a 2-core CPU with the PyTorch rasterizer: two
+    # images per iteration trained 8-16 % faster than one image per iteration for twice as many iterations
     # (PSNR -0.1 dB, the same texture retention; four per iteration was slower); 320 px with 20 000 points
     # kept more texture but took the demo past its 3 minutes (docs/BENCHMARKS.md "Demo").
     "cpu": {
