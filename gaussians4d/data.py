@@ -17,7 +17,7 @@ from torch import Tensor
 
 from gaussians4d.config import TrainConfig
 from scene.cameras import Camera, CameraBatch, image_size
-from scene.io import load_image_any, read_cameras, read_mask, read_rgb
+from scene.io import read_cameras, read_mask, read_rgb8
 from scene.loop import LoopSchedule, loop_schedule
 from scene.manifest import require_stage
 from scene.paths import ScenePaths
@@ -68,9 +68,7 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def _image(path: Path, width: int, height: int, made_by: str | None = None) -> Tensor:
     """The RGB image at ``path`` as uint8 [H, W, 3] at the training size (resized in float, never upsampled)."""
-    if not path.is_file():
-        read_rgb(path, made_by)  # raises the missing-file error
-    image = load_image_any(path)
+    image = read_rgb8(path, made_by)
     if image.shape[:2] != (height, width):
         image = np.clip(np.rint(_resize(image.astype(np.float32) / 255.0, width, height) * 255), 0, 255)
     return torch.from_numpy(image.astype(np.uint8))

@@ -88,25 +88,19 @@ def render_at(
 
     ``validate=False`` skips the renderer's value checks (a device sync): the training step passes it, as its
     loss is checked for NaN/inf every iteration anyway."""
-    from gaussian_renderer import render
-
     params = model.at(t, use_field=fine) if isinstance(model, TrainableGaussians) else model.at_time(t)
     viewmats, ks = _cameras(data, cams)
+    return _render(model, data, params, viewmats, ks, backend, validate)
+
+
+def _render(model, data: TrainData, params, viewmats, ks, backend: str, validate: bool):
+    from gaussian_renderer import render
+
+    # Training, previews and the evaluation read colours only: no depth channel.
     return render(
-        params.means,
-        params.quats,
-        params.scales,
-        params.opacities,
-        params.sh,
-        viewmats,
-        ks,
-        data.width,
-        data.height,
-        sh_degree=model.sh_degree,
-        backend=backend,
-        validate=validate,
-        depth=False,  # training, previews and the evaluation read colours only
-    )
+        *params.tensors(), viewmats, ks, data.width, data.height, sh_degree=model.sh_degree, backend=backend,
+        validate=validate, depth=False,
+    )  # fmt: skip
 
 
 def _cameras(data: TrainData, cams: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,38 +117,20 @@ def render_samples(model: TrainableGaussians, data: TrainData, samples: list[Sam
 
     Samples at one time (every coarse batch: t = 0) are one set of Gaussians seen by their cameras
     (rgb [B, H, W, 3]); samples at several times are a batched render of the scene at each of them
-    (rgb [B, 1, H, W, 3])."""
-    from gaussian_renderer import render
-
+    (rgb [B, 1, H, W, 3]: sample b seen by its own camera)."""
     cams, times = [s.cam for s in samples], [s.t for s in samples]
     if not fine or len(set(times)) == 1:
         return render_at(model, data, cams, times[0], fine=fine, backend=backend, validate=False)
-    params = model.at(times, use_field=True)
     viewmats, ks = _cameras(data, cams)
-    return render(
-        params.means,
-        params.quats,
-        params.scales,
-        params.opacities,
-        params.sh,
-        viewmats[:, None],  # [B, 1, 4, 4]: sample b seen by its own camera
-        ks[:, None],
-        data.width,
-        data.height,
-        sh_degree=model.sh_degree,
-        backend=backend,
-        validate=False,
-        depth=False,
-    )
+    return _render(model, data, model.at(times, use_field=True), viewmats[:, None], ks[:, None], backend, False)
 
 
 def _batch_weight(samples: list[Sample]) -> torch.Tensor | None:
     """Pixel weights [B, H, W] of a batch (1 for images without), or None when no image has any."""
     if all(s.weight is None for s in samples):
         return None
-    return torch.stack(
-        [torch.ones_like(s.image[..., 0], dtype=torch.float32) if s.weight is None else s.weight for s in samples]
-    )
+    ones = torch.ones_like(samples[0].image[..., 0], dtype=torch.float32)
+    return torch.stack([ones if s.weight is None else s.weight for s in samples])
 
 
 # ----------------------------------------------------------------------------- progress

@@ -200,10 +200,15 @@ def load_image_any(path: Path | io.BytesIO, name: str | None = None) -> np.ndarr
 
 def read_rgb(path: str | os.PathLike, made_by: str | None = None) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1]."""
+    return read_rgb8(path, made_by).astype(np.float32) / 255.0
+
+
+def read_rgb8(path: str | os.PathLike, made_by: str | None = None) -> np.ndarray:
+    """(H, W, 3) uint8."""
     path = Path(path)
     if not path.is_file():
         raise _missing(path, made_by)
-    return load_image_any(path).astype(np.float32) / 255.0
+    return load_image_any(path)
 
 
 def read_mask(path: str | os.PathLike, made_by: str | None = None) -> np.ndarray:
