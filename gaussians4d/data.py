@@ -118,8 +118,8 @@ def _frames(scene, cfg, cameras, n_video, width, height, device) -> tuple[list[S
         if v >= len(cameras):
             raise UserError(f"video of view {v} has no camera in {scene.motion.cameras}", "re-run train_motion.py")
         for i in range(n_video):
-            if not scene.motion.video_frame(v, i).is_file():
-                path = scene.motion.video_frame(v, i)
+            path = scene.motion.video_frame(v, i)
+            if not path.is_file():
                 raise UserError(f"{path} is missing (stage 1 video incomplete)", "re-run train_motion.py")
             keys.append((v, i))
     images = _images([scene.motion.video_frame(v, i) for v, i in keys], width, height, None, device)
