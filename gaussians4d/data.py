@@ -113,7 +113,7 @@ def _views(scene: ScenePaths, cfg: TrainConfig, n: int, width: int, height: int,
 
 
 def _frames(scene, cfg, cameras, n_video, width, height, device) -> tuple[list[Sample], list[Sample]]:
-    keys = []
+    keys, paths = [], []
     for v in _video_views(scene):
         if v >= len(cameras):
             raise UserError(f"video of view {v} has no camera in {scene.motion.cameras}", "re-run train_motion.py")
@@ -122,7 +122,8 @@ def _frames(scene, cfg, cameras, n_video, width, height, device) -> tuple[list[S
             if not path.is_file():
                 raise UserError(f"{path} is missing (stage 1 video incomplete)", "re-run train_motion.py")
             keys.append((v, i))
-    images = _images([scene.motion.video_frame(v, i) for v, i in keys], width, height, None, device)
+            paths.append(path)
+    images = _images(paths, width, height, None, device)
     frames, heldout = [], []
     k = cfg.data.holdout_every
     for (v, i), image in zip(keys, images):

@@ -108,15 +108,12 @@ def deform(
         rows(canonical.opacities, a0, a1),
         sh.expand(n_times, *sh.shape) if batched else sh[None],
     )
-    return out if batched else GaussianParams(*(getattr(out, f)[0] for f in _FIELDS))
-
-
-_FIELDS = ("means", "quats", "scales", "opacities", "sh")
+    return out if batched else GaussianParams(*(x[0] for x in out.tensors()))
 
 
 def _stacked(params: GaussianParams, n: int) -> GaussianParams:
     """``params`` repeated as n sets ([n, N, ...], views of the same storage)."""
-    return GaussianParams(*(getattr(params, f).expand(n, *getattr(params, f).shape) for f in _FIELDS))
+    return GaussianParams(*(x.expand(n, *x.shape) for x in params.tensors()))
 
 
 # ----------------------------------------------------------------------------- trainable model

@@ -3,8 +3,8 @@ state, the random generator and the config, and runs the coarse then the fine st
 
 Coarse stage (iterations 1..coarse_iterations): static Gaussians on the multi-view images at t = 0.
 Fine stage (``TrainConfig.is_fine``): the deformation field is trained too, on the views and the video
-frames at their loop time. One iteration = draw an image, render, loss, backward, densification
-statistics, Adam, refinement. The loss is read back (the one host sync) one iteration late, so that the
+frames at their loop time. One iteration = draw ``batch_size`` images, render them in one call, loss,
+backward, densification statistics, Adam, refinement. The loss is read back (the one host sync) one iteration late, so that the
 CPU queues the next iteration while the GPU works, and always before a checkpoint, a preview or a log
 line: a non-finite loss stops the run before any checkpoint holds what it did. Checkpoints
 (gaussians4d/checkpoints.py) make every run resumable, exactly.
