@@ -19,13 +19,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from scene.cameras import Camera
 from utils.errors import UserError
+
+if TYPE_CHECKING:  # scene.cameras imports torch, which generate_mask.py never needs
+    from scene.cameras import Camera
 
 # ----------------------------------------------------------------------------- atomic writes
 
@@ -364,6 +366,8 @@ def write_cameras(path: str | os.PathLike, cameras: list[Camera]) -> None:
 
 
 def read_cameras(path: str | os.PathLike, made_by: str | None = "train_motion.py") -> list[Camera]:
+    from scene.cameras import Camera
+
     data = read_json(path, "cameras file", made_by)
     try:
         return [Camera(c["K"], c["w2c"], int(c["width"]), int(c["height"])) for c in data["cameras"]]

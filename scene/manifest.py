@@ -27,12 +27,59 @@ STAGE_COMMANDS = {"mask": MASK_CMD, "motion": MOTION_CMD, "gaussians": GAUSSIANS
 MANIFEST_VERSION = 1
 
 
-def file_hash(path: Path) -> str:
+# A file's digest is trusted without reading it again while its stat key (size, mtime, ctime, inode) is the
+# one recorded with the digest, as git and DVC trust theirs. Only keys of files settled for RACY_S before they
+# were stat'ed are kept: a later write then always gives a later mtime/ctime, whatever the file system's
+# timestamp granularity. Stage 1's folder is about 500 MB at 1280x720; without this every later stage, and
+# every report, read it all again.
+RACY_S = 0.1
+_DIGESTS: dict[str, tuple[tuple[int, int, int, int], str]] = {}  # absolute path -> (stat key, sha256), this process
+
+
+def stat_key(path: Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _settled(key: tuple[int, int, int, int]) -> bool:
+    return time.time_ns() - max(key[1], key[2]) > RACY_S * 1e9
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def hash_with_key(path: Path) -> tuple[str, tuple[int, int, int, int] | None]:
+    """(sha256, the stat key it may be trusted under, or None while the file is too recent to trust one)."""
+    name = os.path.abspath(path)
+    key = stat_key(path)
+    hit = _DIGESTS.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[1], key
+    digest = _sha256(path)
+    if not (_settled(key) and stat_key(path) == key):  # written lately, or while it was read
+        return digest, None
+    _DIGESTS[name] = (key, digest)
+    return digest, key
+
+
+def file_hash(path: Path) -> str:
+    return hash_with_key(path)[0]
+
+
+def _trust(path: Path, digest: str, recorded: Any) -> bool:
+    """Whether ``path`` still holds ``digest``: from the stat key recorded with it when that still matches,
+    else by reading the file."""
+    if isinstance(recorded, list) and len(recorded) == 4:
+        key = stat_key(path)
+        if list(key) == recorded:
+            _DIGESTS[os.path.abspath(path)] = (key, digest)
+            return True
+    return file_hash(path) == digest
 
 
 def _files(paths: Iterable[Path]) -> list[Path]:
@@ -46,16 +93,23 @@ def _files(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def hash_files(root: Path, paths: Iterable[Path]) -> dict[str, str]:
-    """{path relative to ``root``: sha256} for the given files and every file under the given folders.
+def hash_files(root: Path, paths: Iterable[Path], keys: dict[str, list[int]] | None = None) -> dict[str, str]:
+    """{path relative to ``root``: sha256} for the given files and every file under the given folders; the stat
+    keys the digests may be trusted under go into ``keys`` (same paths; files too recent for one are left out).
 
-    Hashed on a few threads (hashlib releases the GIL): stage 1's folder alone is about 500 MB at 1280x720."""
+    Hashed on a few threads (hashlib releases the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     files = list(_files(paths))
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(file_hash, files))
-    return {p.relative_to(root).as_posix(): d for p, d in zip(files, digests)}
+        hashed = list(pool.map(hash_with_key, files))
+    out = {}
+    for p, (digest, key) in zip(files, hashed):
+        rel = p.relative_to(root).as_posix()
+        out[rel] = digest
+        if keys is not None and key is not None:
+            keys[rel] = list(key)
+    return out
 
 
 def resources() -> dict[str, float]:
@@ -106,7 +160,8 @@ class StageRun:
         self.config = config if isinstance(config, dict) else to_dict(config)
         self.rerun = rerun or _cmd(scene, stage)
         self.warnings = collect_warnings()  # every warning the stage shows, recorded in info.warnings
-        self.inputs = hash_files(scene.root, inputs)
+        self.keys: dict[str, list[int]] = {}  # stat keys of the hashed files (see RACY_S)
+        self.inputs = hash_files(scene.root, inputs, self.keys)
         self.timings: dict[str, float] = {}
         self.info: dict[str, Any] = {}
         self._start = time.perf_counter() if started is None else started
@@ -134,7 +189,8 @@ class StageRun:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "config": self.config,
             "inputs": self.inputs,
-            "outputs": hash_files(self.scene.root, outputs),
+            "outputs": hash_files(self.scene.root, outputs, self.keys),
+            "stat_keys": self.keys,
             "versions": versions(),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "resources": resources(),
@@ -180,12 +236,13 @@ def check_stage(scene: ScenePaths, stage: str, check_outputs: bool = True) -> di
     if manifest is None:
         raise UserError(f"{scene.root} has no complete '{stage}' outputs", f"run {_cmd(scene, stage)} first")
     rerun = rerun_command(scene, stage)
+    keys = manifest.get("stat_keys") if isinstance(manifest.get("stat_keys"), dict) else {}
     for key in ("inputs", "outputs") if check_outputs else ("inputs",):
         for rel, digest in manifest[key].items():
             path = scene.root / rel
             if not path.is_file():
                 raise UserError(f"{path} is missing ({stage} outputs incomplete)", f"re-run {rerun}")
-            if file_hash(path) != digest:
+            if not _trust(path, digest, keys.get(rel)):
                 what = "changed since the stage ran (stale outputs)" if key == "inputs" else "was modified"
                 raise UserError(f"{path} {what}", f"re-run {rerun}")
     return manifest

@@ -5,7 +5,8 @@
 
 The scene's image.png and image.json are copied to a fresh work folder (``--work``), so the source
 folder is never written. Extra options per stage: ``--motion_args``, ``--gaussians_args``,
-``--render_args`` (quoted strings).
+``--render_args`` (quoted strings). ``--size 1920x1080`` resizes the photo (bicubic) and scales its
+annotation in the work folder: a 1280x720 scene then stands in for a full-HD photo.
 """
 
 from __future__ import annotations
@@ -38,6 +39,31 @@ def _copy_inputs(source: Path, work: Path) -> None:
     for name in ("image.json", "image.png", "image.jpg", "image.jpeg"):
         if (source / name).is_file():
             shutil.copy2(source / name, work / name)
+
+
+def _resize_inputs(work: Path, size: str) -> None:
+    """Resize the work folder's photo to ``size`` ("WxH") and scale every annotated point to match."""
+    import cv2
+
+    from scene.io import read_json, write_json
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+        if not (16 <= width <= 8192 and 16 <= height <= 8192):
+            raise ValueError
+    except ValueError:
+        raise UserError(f"--size {size!r} is not WIDTHxHEIGHT (16..8192)", "give e.g. --size 1920x1080") from None
+    photo = next(work / n for n in ("image.png", "image.jpg", "image.jpeg") if (work / n).is_file())
+    image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+    sy, sx = height / image.shape[0], width / image.shape[1]
+    cv2.imwrite(str(work / "image.png"), cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC))
+    if photo.name != "image.png":
+        photo.unlink()
+    annotation = read_json(work / "image.json")
+    for shape in annotation.get("shapes", []):
+        shape["points"] = [[x * sx, y * sy] for x, y in shape["points"]]
+    annotation.update(imagePath="image.png", imageData=None, imageWidth=width, imageHeight=height)
+    write_json(work / "image.json", annotation)
 
 
 def _run_stage(script: str, work: Path, extra: str) -> float:
@@ -78,6 +104,7 @@ def main(argv=None) -> int:
     for _, _, key in STAGES:
         parser.add_argument(f"--{key}", default="", help="extra options for that stage")
     parser.add_argument("--flow_scale", default="2", help="train_4DGS --flow_scale")
+    parser.add_argument("--size", default=None, help="resize the photo to WIDTHxHEIGHT first (e.g. 1920x1080)")
     args = parser.parse_args(argv)
     if not (args.scene / "image.json").is_file():
         raise UserError(f"{args.scene}/image.json not found", "give a scene folder with image.json")
@@ -85,6 +112,8 @@ def main(argv=None) -> int:
     if work.exists():
         shutil.rmtree(work)
     _copy_inputs(args.scene, work)
+    if args.size:
+        _resize_inputs(work, args.size)
 
     rows, total = [], 0.0
     for stage, script, key in STAGES:

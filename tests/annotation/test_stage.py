@@ -604,3 +604,18 @@ def test_a_million_point_polygon_is_rasterised(tmp_path):
     yy, xx = np.mgrid[0:60, 0:80]
     disc = (xx - 40) ** 2 + (yy - 30) ** 2 <= 19**2
     assert result.regions[disc].all() and result.regions.sum() < (np.pi * 21**2)
+
+
+def test_generate_mask_runs_without_importing_torch(tmp_path):
+    """The first stage needs no torch: importing it costs seconds per process (more where Python keeps no
+    bytecode cache)."""
+    save_scene(make_landscape(96, 64, seed=3), tmp_path)
+    code = (
+        "import sys, runpy; sys.argv = ['generate_mask.py', '--input_dir', sys.argv[1]];"
+        "\ntry: runpy.run_path('scripts/generate_mask.py', run_name='__main__')"
+        "\nexcept SystemExit as e: assert not e.code, e.code"
+        "\nassert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([PYTHON, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "mask.png").is_file()
