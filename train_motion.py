@@ -21,7 +21,20 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 from utils.cli import config_from_args, config_parser, run_main  # the standard library only: errors stay one line
 
 
+def _may_fetch_depth_model(args: Sequence[str]) -> bool:
+    """Whether ``--depth auto`` may look for the default depth model on the hub (no model named, no other mode)."""
+    flat = " ".join(args)
+    return "--depth_model" not in flat and not any(
+        f"--depth{sep}{m}" in flat for sep in " =" for m in ("prior", "model")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if _may_fetch_depth_model(args):
+        from thirdparty.depth_transformers import start_hub_probe
+
+        start_hub_probe()  # an offline machine's probe time overlaps with the imports below
     from motion.config import MotionConfig
 
     parser = config_parser(MotionConfig, "train_motion.py", __doc__)

@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaussians4d.deformation import DeformationConfig, HexPlaneDeformation, projective_coords
-from scene.cameras import CameraBatch
+from scene.cameras import Camera, CameraBatch
 from scene.gaussians import GaussianParams, load_ply, rgb_to_sh_dc, save_ply, sh_coeff_count
-from scene.io import Camera, PointCloud, read_cameras, read_json, write_cameras, write_json
+from scene.io import PointCloud, read_cameras, read_json, write_cameras, write_json
 from scene.loop import LoopSchedule, loop_record, loop_schedule
 from scene.paths import GAUSSIANS_CMD, GaussianPaths, ScenePaths
 from utils.errors import UserError

@@ -25,7 +25,8 @@ from typing import Protocol
 
 import numpy as np
 
-from scene.io import Camera, read_json
+from scene.cameras import Camera
+from scene.io import read_json
 from utils.errors import UserError
 
 TWO_PI = 2.0 * math.pi

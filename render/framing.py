@@ -128,9 +128,20 @@ def after_zoom(maps: Tensor, zoom: float, edge: bool = True) -> np.ndarray:
 
 
 def _path_maps(path: CameraPath, coverage: Coverage, base: Camera, scale: float, n_video: int, backend: str) -> Tensor:
-    phases = frame_phases(n_video, path.loops)
-    cams = [path.camera(float(phases[j]), base, scale) for j in range(n_video)]
-    return filled_maps(coverage, cams, list(range(n_video)), backend)
+    return paths_maps([path], coverage, base, scale, n_video, backend)[0]
+
+
+def paths_maps(
+    paths: list[CameraPath], coverage: Coverage, base: Camera, scale: float, n_video: int, backend: str
+) -> list[Tensor]:
+    """The coverage maps [n_video, H, W] of every frame of each path; the paths' cameras of one loop frame
+    are rendered together (one rasterizer call per loop frame, not one per path and frame)."""
+    cams: list[Camera] = []
+    for path in paths:
+        phases = frame_phases(n_video, path.loops)
+        cams += [path.camera(float(phases[j]), base, scale) for j in range(n_video)]
+    maps = filled_maps(coverage, cams, list(range(n_video)) * len(paths), backend)
+    return list(maps.split(n_video))
 
 
 @dataclass(frozen=True)
@@ -151,11 +162,14 @@ def frame_path(
     limit: float,
     max_zoom: float,
     backend: str = "auto",
+    maps: Tensor | None = None,
 ) -> Framing:
     """The least zoom (up to ``max_zoom``) keeping every frame's filled fraction at its edge <= ``limit``; past
     ``max_zoom``, also the largest amplitude that does (presets only). ``base`` may be a small camera. Every
-    frame of the path is rendered once (the coverage maps); zooms are crops of them."""
-    maps = _path_maps(path, coverage, base, scale, n_video, backend)
+    frame of the path is rendered once (the coverage maps, or ``maps`` when given: :func:`paths_maps`); zooms
+    are crops of them."""
+    if maps is None:
+        maps = _path_maps(path, coverage, base, scale, n_video, backend)
 
     def framing(framed: FramedPath, frames: Tensor) -> Framing:
         z = framed.zoom

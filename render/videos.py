@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,10 +24,10 @@ import torch
 from PIL import Image
 
 from render.camera_paths import CameraPath, path_cameras, reference_depth
-from render.framing import Coverage, Framing, frame_path
-from scene.cameras import CameraBatch
+from render.framing import Coverage, Framing, frame_path, paths_maps
+from scene.cameras import Camera, CameraBatch
 from scene.gaussians import GaussianParams, save_ply
-from scene.io import Camera, write_json, write_png
+from scene.io import write_json, write_png
 from scene.manifest import staged_dir
 from utils.console import info, track
 from utils.errors import UserError
@@ -243,9 +244,10 @@ def _framed_paths(options: RenderOptions, coverage, base: Camera, scale: float) 
     n_video = options.loops * len(coverage.baked)
     small = _small(base)
     framings = []
-    for path in options.paths:
+    every = paths_maps(list(options.paths), coverage, small, scale, n_video, options.backend)
+    for path, maps in zip(options.paths, every):
         framing = frame_path(
-            path, coverage, small, scale, n_video, options.fill_limit, options.max_zoom, options.backend
+            path, coverage, small, scale, n_video, options.fill_limit, options.max_zoom, options.backend, maps
         )
         framed = framing.path
         if framed.zoom != 1.0 or framed.amplitude != 1.0:
@@ -393,6 +395,8 @@ def render_paths(
     paths_cameras = [path_cameras(path, base, n_video, scale) for path in options.paths]
     writers = _writers(options.paths, options, out)
     raster = 0.0
+    measure = ThreadPoolExecutor(max_workers=1)  # the meters, in frame order, beside the rasterizer
+    measured = []
     try:
         stream = render_frames(baked, paths_cameras, options.background, options.backend)
         for j, (frames, seconds) in enumerate(track(stream, f"rendering {len(writers)} path(s)", total=n_video)):
@@ -400,11 +404,15 @@ def render_paths(
             for path, writer, frame in zip(options.paths, writers, frames):
                 writer.put(frame)
                 if path.name in meters and j < len(baked):
-                    meters[path.name].add(frame)
+                    measured.append(measure.submit(meters[path.name].add, frame))
+        for job in measured:
+            job.result()
     except BaseException:
+        measure.shutdown(cancel_futures=True)
         for writer in writers:
             writer.abort()
         raise
+    measure.shutdown()
     for writer in writers:
         writer.close()
     share = raster / len(writers)  # one call renders every path: split its time evenly

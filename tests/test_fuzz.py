@@ -202,7 +202,7 @@ CAMERA_PATH = st.fixed_dictionaries(
 @given(content=st.one_of(CAMERA_PATH, ANY_JSON))
 def test_load_camera_path_on_any_file(scratch, content):
     from render.camera_paths import load_camera_path
-    from scene.io import Camera
+    from scene.cameras import Camera
 
     _write(scratch / "path.json", content)
     try:

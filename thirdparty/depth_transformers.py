@@ -15,7 +15,8 @@ warning and a fallback.
 (:func:`default_depth_model`): ``ckpts/depth-anything-v2-small`` (or ``$MOM_CKPTS``), then the hub cache,
 then, online and not in offline mode, the hub (downloaded once, with a progress bar). Before any
 download the hub is probed with a :data:`PROBE_S`-second limit in a background thread, so a machine
-without network falls back at once instead of waiting on retries.
+without network falls back at once instead of waiting on retries; train_motion.py starts that probe
+before its imports, so an offline machine spends those seconds importing torch, not waiting.
 """
 
 from __future__ import annotations
@@ -49,30 +50,55 @@ def ckpts_dir() -> Path:
     return Path(os.environ.get("MOM_CKPTS") or Path(__file__).resolve().parents[1] / "ckpts")
 
 
+class _Probe:
+    """One HEAD request to the hub (``$HF_ENDPOINT``) in a daemon thread, so a DNS lookup that hangs cannot
+    hold the run up; proxies from the environment are honoured (urllib reads them)."""
+
+    def __init__(self, timeout: float):
+        import time
+        import urllib.request
+
+        self.timeout, self.started, self.answered = timeout, time.monotonic(), []
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+        def probe() -> None:
+            try:
+                urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+                self.answered.append(True)
+            except urllib.error.HTTPError:  # an HTTP answer, even an error status, means the hub is there
+                self.answered.append(True)
+            except Exception:
+                self.answered.append(False)
+
+        self.thread = threading.Thread(target=probe, daemon=True)
+        self.thread.start()
+
+    def result(self) -> bool:
+        import time
+
+        self.thread.join(max(0.0, self.started + self.timeout - time.monotonic()))
+        return bool(self.answered and self.answered[0])
+
+
+_early: list[_Probe] = []  # a probe started by start_hub_probe(), not yet asked
+
+
+def start_hub_probe(timeout: float = PROBE_S) -> None:
+    """Start the hub probe now, in the background (train_motion.py does, before torch is imported): the
+    next :func:`hub_reachable` then waits only for what is left of ``timeout``. Nothing in offline mode, or
+    when the default model is in ckpts/ or looks cached (the hub is then not needed)."""
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+    cached = hub_cache.expanduser() / ("models--" + DEFAULT_DEPTH_MODEL.replace("/", "--"))
+    local = ckpts_dir() / DEFAULT_DEPTH_FOLDER / "config.json"
+    if not (hub_offline() or _early or local.is_file() or cached.is_dir()):
+        _early.append(_Probe(timeout))
+
+
 def hub_reachable(timeout: float = PROBE_S) -> bool:
-    """Whether the Hugging Face hub (``$HF_ENDPOINT``) answers an HTTP request within ``timeout`` seconds.
-
-    Runs in a daemon thread joined with the timeout, so a DNS lookup that hangs cannot hold the run up;
-    proxies from the environment are honoured (urllib reads them).
-    """
-    import urllib.request
-
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    answered: list[bool] = []
-
-    def probe() -> None:
-        try:
-            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
-            answered.append(True)
-        except urllib.error.HTTPError:  # an HTTP answer, even an error status, means the hub is there
-            answered.append(True)
-        except Exception:
-            answered.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(answered and answered[0])
+    """Whether the Hugging Face hub answers an HTTP request within ``timeout`` seconds (counted from when
+    :func:`start_hub_probe` started it, when it did)."""
+    probe = _early.pop() if _early else _Probe(timeout)
+    return probe.result()
 
 
 def in_hub_cache(repo: str) -> bool:

@@ -18,7 +18,8 @@ from annotation.procedural import make_landscape
 from gaussians4d.deformation import DeformationConfig
 from gaussians4d.model import init_gaussians
 from motion.config import VideoConfig
-from scene.io import Camera, PointCloud, write_cameras, write_mask, write_npy, write_png, write_points
+from scene.cameras import Camera
+from scene.io import PointCloud, write_cameras, write_mask, write_npy, write_png, write_points
 from scene.loop import loop_record
 from scene.manifest import StageRun
 from scene.paths import ScenePaths

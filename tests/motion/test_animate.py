@@ -203,3 +203,19 @@ def test_trajectories_match_plain_integration_in_any_order():
         torch.testing.assert_close(animator.paths.at(-k), backward[k], rtol=0, atol=0)
         torch.testing.assert_close(animator.paths.at(k), forward[k], rtol=0, atol=0)
     assert len(integrate(flow, animator.start, 10, keep_every=3)) == 4  # after 0, 3, 6, 9 steps
+
+
+def test_frames_convert_to_uint8_on_their_device_as_the_host_does():
+    import numpy as np
+    import pytest
+    import torch
+
+    from motion.outputs import frame_to_uint8
+    from scene.io import to_uint8
+
+    frame = torch.rand(32, 48, 3, generator=torch.Generator().manual_seed(0))
+    frame[0, :8, 0] = torch.tensor([k + 0.5 for k in range(8)]) / 255.0  # halves: rounding half to even
+    assert np.array_equal(frame_to_uint8(frame), to_uint8(frame.numpy()))
+    frame[1, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        frame_to_uint8(frame)

@@ -15,6 +15,7 @@ from render.framing import (
     filled_fractions,
     filled_maps,
     frame_path,
+    paths_maps,
 )
 from scene.cameras import source_camera
 from scene.gaussians import GaussianParams, rgb_to_sh_dc
@@ -121,3 +122,15 @@ def test_edge_filled_keeps_what_touches_the_edge():
     maps[0, 4:6, 4:6] = True  # enclosed
     kept = edge_filled(maps)[0]
     assert kept.sum() == 5 and kept[1, 5] and not kept[4:6, 4:6].any()
+
+
+def test_the_paths_maps_rendered_together_are_each_paths_own():
+    cam, coverage = _wall()
+    paths = [PRESETS[name] for name in ("side", "up-down", "circle")]
+    together = paths_maps(paths, coverage, cam, 5.0, 8, "torch")
+    for path, maps in zip(paths, together):
+        alone = paths_maps([path], coverage, cam, 5.0, 8, "torch")[0]
+        assert maps.shape == (8, cam.height, cam.width) and torch.equal(maps, alone)
+        assert frame_path(path, coverage, cam, 5.0, 8, 0.02, 1.6, "torch", maps) == frame_path(
+            path, coverage, cam, 5.0, 8, 0.02, 1.6, "torch"
+        )

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from scene import io
+from scene.cameras import Camera
 from utils.errors import UserError
 
 
@@ -105,7 +106,7 @@ def test_npy_shape_dtype_finite_checks(tmp_path):
 
 
 def test_cameras_points_hints_round_trip(tmp_path):
-    cams = [io.Camera(np.diag([100.0, 100.0, 1.0]), np.eye(4), 64, 48)]
+    cams = [Camera(np.diag([100.0, 100.0, 1.0]), np.eye(4), 64, 48)]
     io.write_cameras(tmp_path / "c.json", cams)
     back = io.read_cameras(tmp_path / "c.json")
     assert np.array_equal(back[0].K, cams[0].K) and back[0].width == 64

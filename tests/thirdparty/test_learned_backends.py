@@ -310,3 +310,27 @@ def test_default_depth_model_order(monkeypatch, tmp_path):
     (tmp_path / dt.DEFAULT_DEPTH_FOLDER).mkdir()
     (tmp_path / dt.DEFAULT_DEPTH_FOLDER / "config.json").write_text("{}")
     assert dt.default_depth_model() == (str(tmp_path / dt.DEFAULT_DEPTH_FOLDER), "ckpts")
+
+
+def test_an_early_hub_probe_is_waited_for_only_what_is_left_of_its_time(monkeypatch, tmp_path):
+    import time
+    import urllib.request
+
+    import thirdparty.depth_transformers as dt
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("MOM_CKPTS", str(tmp_path / "ckpts"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setattr(dt, "_early", [])
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    calls = []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: calls.append(1) or time.sleep(5))
+    dt.start_hub_probe(timeout=0.3)
+    time.sleep(0.4)  # the stage's imports
+    start = time.monotonic()
+    assert dt.hub_reachable(timeout=0.3) is False
+    assert time.monotonic() - start < 0.2 and calls == [1] and dt._early == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    dt.start_hub_probe(timeout=0.3)  # offline: nothing is started
+    assert dt._early == [] and calls == [1]
