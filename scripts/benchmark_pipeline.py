@@ -41,22 +41,29 @@ def _copy_inputs(source: Path, work: Path) -> None:
             shutil.copy2(source / name, work / name)
 
 
-def _resize_inputs(work: Path, size: str) -> None:
-    """Resize the work folder's photo to ``size`` ("WxH") and scale every annotated point to match."""
-    import cv2
-
-    from scene.io import read_json, write_json
-
+def _parse_size(size: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in size.lower().split("x"))
         if not (16 <= width <= 8192 and 16 <= height <= 8192):
             raise ValueError
     except ValueError:
         raise UserError(f"--size {size!r} is not WIDTHxHEIGHT (16..8192)", "give e.g. --size 1920x1080") from None
-    photo = next(work / n for n in ("image.png", "image.jpg", "image.jpeg") if (work / n).is_file())
-    image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+    return width, height
+
+
+def _resize_inputs(work: Path, size: str) -> None:
+    """Resize the work folder's photo to ``size`` ("WxH") and scale every annotated point to match."""
+    import cv2
+
+    from scene.io import load_image_any, read_json, write_json, write_png
+
+    width, height = _parse_size(size)
+    photo = next((work / n for n in ("image.png", "image.jpg", "image.jpeg") if (work / n).is_file()), None)
+    if photo is None:
+        raise UserError(f"{work} has no image.png/.jpg to resize", "put the photo beside image.json in the scene")
+    image = load_image_any(photo)  # as generate_mask.py reads it: RGB, 16-bit, palette and alpha converted
     sy, sx = height / image.shape[0], width / image.shape[1]
-    cv2.imwrite(str(work / "image.png"), cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC))
+    write_png(work / "image.png", cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC))
     if photo.name != "image.png":
         photo.unlink()
     annotation = read_json(work / "image.json")
@@ -108,6 +115,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not (args.scene / "image.json").is_file():
         raise UserError(f"{args.scene}/image.json not found", "give a scene folder with image.json")
+    if args.size:
+        _parse_size(args.size)  # before any folder is made
     work = args.work or Path(tempfile.mkdtemp(prefix="mom_bench_")) / args.scene.name
     if work.exists():
         shutil.rmtree(work)

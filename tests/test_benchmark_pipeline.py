@@ -33,3 +33,6 @@ def test_resize_scales_the_photo_and_every_annotated_point(toy_scene, tmp_path):
         assert np.allclose(np.asarray(new["points"]), np.asarray(old["points"]) * [2, 3])
     with pytest.raises(UserError, match="WIDTHxHEIGHT"):
         bench._resize_inputs(work, "big")
+    (work / "image.png").unlink()
+    with pytest.raises(UserError, match=r"no image\.png"):
+        bench._resize_inputs(work, "64x32")
