@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from gaussians4d.adam import Adam
 from gaussians4d.model import TrainableGaussians
 from scene.io import atomic_path, read_json, write_json
 from scene.paths import GAUSSIANS_CMD
@@ -66,10 +67,10 @@ def read_meta(path: Path) -> dict:
 def load_checkpoint(
     path: Path,
     model: TrainableGaussians,
-    make_optimizer: Callable[[TrainableGaussians], torch.optim.Optimizer],
+    make_optimizer: Callable[[TrainableGaussians], Adam],
     gen: torch.Generator,
     device: torch.device,
-) -> tuple[torch.optim.Optimizer, dict, dict]:
+) -> tuple[Adam, dict, dict]:
     """Restore ``model`` and ``gen``, and an optimizer made for the restored model; returns it, the densify
     state and the checkpoint's meta."""
     from safetensors.torch import load_file

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from gaussian_renderer.projection import quat_to_rotmat
 from gaussians4d import TRAIN_HELP
+from gaussians4d.adam import Adam
 from gaussians4d.model import TrainableGaussians
 from utils.errors import require
 
@@ -90,9 +91,7 @@ def _relative_size(model: TrainableGaussians) -> Tensor:
     return torch.exp(model.log_scales.detach()).max(dim=1).values / model.depth_ref
 
 
-def _edit(
-    model: TrainableGaussians, optimizer: torch.optim.Optimizer, src: Tensor, fresh: Tensor, new: dict[str, Tensor]
-) -> None:
+def _edit(model: TrainableGaussians, optimizer: Adam, src: Tensor, fresh: Tensor, new: dict[str, Tensor]) -> None:
     """Rebuild every per-Gaussian tensor as ``old[src]`` (then ``new`` overrides) and the Adam state with it.
 
     Rows flagged ``fresh`` start with zero Adam moments, as new Gaussians in 3DGS.

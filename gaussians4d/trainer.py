@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from gaussians4d import densify
+from gaussians4d.adam import Adam
 from gaussians4d.checkpoints import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
 from gaussians4d.config import OptimConfig, TrainConfig
 from gaussians4d.data import Sample, TrainData
@@ -34,7 +35,7 @@ from utils.failpoints import hold
 # ----------------------------------------------------------------------------- optimisation
 
 
-def make_optimizer(model: TrainableGaussians, cfg: OptimConfig) -> torch.optim.Adam:
+def make_optimizer(model: TrainableGaussians, cfg: OptimConfig) -> Adam:
     """Adam over the Gaussians and the field; the scheduled rates (means, grid, mlp) are set per iteration
     by :func:`set_learning_rates`. Batches scale every rate by sqrt(batch_size) (the square-root rule)."""
     scale = math.sqrt(cfg.batch_size)
@@ -48,16 +49,16 @@ def make_optimizer(model: TrainableGaussians, cfg: OptimConfig) -> torch.optim.A
         {"name": "grid", "params": model.field.grid_parameters(), "lr": cfg.lr_grid},
         {"name": "mlp", "params": model.field.mlp_parameters(), "lr": cfg.lr_mlp},
     ]
-    fused = model.means_n.is_cuda  # one kernel per step on the GPU; the CPU keeps the reference (foreach) Adam
+    fused = model.means_n.is_cuda  # one kernel per group and step on the GPU; the CPU keeps the single-tensor Adam
     betas = (0.9**cfg.batch_size, 0.999**cfg.batch_size)  # the moments' memory spans as many images at any batch
-    return torch.optim.Adam(groups, lr=0.0, betas=betas, eps=1e-15, fused=fused)
+    return Adam(groups, betas=betas, eps=1e-15, fused=fused)  # torch.optim.Adam's update, without torch._dynamo
 
 
 def _exp_decay(lr: float, final_ratio: float, progress_: float) -> float:
     return lr * final_ratio ** min(max(progress_, 0.0), 1.0)
 
 
-def set_learning_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iteration: int) -> None:
+def set_learning_rates(optimizer: Adam, cfg: TrainConfig, iteration: int) -> None:
     """Means decay x0.01 over the run; the deformation x0.1 over the fine stage; it is frozen in the coarse stage.
 
     Every rate is scaled by sqrt(batch_size) (the square-root rule for Adam: fewer, less noisy steps)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from gaussians4d.adam import Adam
 from gaussians4d.config import TrainConfig
 from gaussians4d.deformation import DeformationConfig, HexPlaneDeformation
 from gaussians4d.model import TrainableGaussians
@@ -62,7 +63,7 @@ def tiny_trainable(n: int = 30) -> TrainableGaussians:
     return TrainableGaussians(tensors, tiny_field(randomize=False), LoopSchedule(8, cycle=4), 1.0)
 
 
-def optimizer_with_state(model: TrainableGaussians) -> torch.optim.Adam:
+def optimizer_with_state(model: TrainableGaussians) -> Adam:
     from gaussians4d.trainer import make_optimizer
 
     opt = make_optimizer(model, TrainConfig().optim)
