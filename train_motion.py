@@ -22,7 +22,8 @@ from utils.cli import config_from_args, config_parser, run_main  # the standard 
 
 
 def _may_fetch_depth_model(args: Sequence[str]) -> bool:
-    """Whether ``--depth auto`` may look for the default depth model on the hub (no model named, no other mode)."""
+    """Whether ``--depth auto`` may look for the default depth model on the hub (no model named, no other mode):
+    a guess from the command line before it is parsed; a wrong guess costs only the overlap or one idle probe."""
     flat = " ".join(args)
     return "--depth_model" not in flat and not any(
         f"--depth{sep}{m}" in flat for sep in " =" for m in ("prior", "model")
