@@ -6,6 +6,7 @@ and are re-exported here.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -37,32 +38,91 @@ def l1_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tenso
     return (err * weight).sum() / weight.sum().clamp_min(1e-8)
 
 
+@functools.cache
 def _gauss_1d(device: torch.device, dtype: torch.dtype) -> Tensor:
-    x = torch.arange(SSIM_WINDOW, device=device, dtype=dtype) - SSIM_WINDOW // 2
+    """The window's 11 taps (made once per device: the training loss asks every iteration)."""
+    x = torch.arange(SSIM_WINDOW, dtype=torch.float64) - SSIM_WINDOW // 2
     g = torch.exp(-(x**2) / (2 * SSIM_SIGMA**2))
-    return g / g.sum()
+    return (g / g.sum()).to(device=device, dtype=dtype)
+
+
+@functools.cache
+def _kernels(device: torch.device):
+    """gaussians4d.ssim_kernels once it has run on ``device`` (its first call compiles the kernels), or None
+    where Triton is missing (CPU builds of torch) or its kernels fail there: the PyTorch path then."""
+    try:
+        from gaussians4d import ssim_kernels
+
+        x = torch.linspace(0, 1, 768, device=device).reshape(1, 16, 16, 3).requires_grad_(True)
+        ssim_kernels.ssim(x, x.detach().flip(1), _gauss_1d(device, torch.float32), _C1, _C2).backward()
+    except Exception as exc:
+        if not isinstance(exc, ImportError):
+            from utils.console import warn
+
+            warn(f"the SSIM's Triton kernels failed on {device} ({type(exc).__name__}); using the slower PyTorch SSIM")
+        return None
+    return ssim_kernels
+
+
+def _blur(maps: Tensor) -> Tensor:
+    """The SSIM window [11 x 11 Gaussian, zero padding] applied to each channel of ``maps`` [B, K, H, W].
+
+    Separable: two 11-tap passes instead of one 121-tap one. (Each map as its own one-channel image ran 25 %
+    faster on an H200, but cuDNN's algorithm search for it peaked at 30 GB of GPU memory: not taken.)"""
+    n = maps.shape[1]
+    g = _gauss_1d(maps.device, maps.dtype)
+    gx, gy = g.view(1, 1, 1, -1).expand(n, 1, 1, -1), g.view(1, 1, -1, 1).expand(n, 1, -1, 1)
+    pad = SSIM_WINDOW // 2
+    return F.conv2d(F.conv2d(maps, gx, padding=(0, pad), groups=n), gy, padding=(pad, 0), groups=n)
+
+
+class _SSIM(torch.autograd.Function):
+    """Mean SSIM with its gradient written out (to ``pred`` only), as fused-SSIM kernels do.
+
+    Forward blurs the 15 local statistics maps (x, y, x², y², xy of three channels) and keeps three
+    derivative maps per channel: dS/dmu_x, dS/dE[x²], dS/dE[xy]. The window is symmetric and zero padded,
+    so its transpose is itself: backward is one blur of those 9 maps and a few products, where autograd
+    would run the transposed blur over all 15 maps and keep every intermediate of the formula."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:  # x, y [B, 3, H, W]
+        mu_x, mu_y, xx, yy, xy = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1)).chunk(5, dim=1)
+        mu_xy, mu_xx, mu_yy = mu_x * mu_y, mu_x * mu_x, mu_y * mu_y
+        a1, a2 = 2 * mu_xy + _C1, 2 * (xy - mu_xy) + _C2
+        b1, b2 = mu_xx + mu_yy + _C1, (xx - mu_xx) + (yy - mu_yy) + _C2
+        den = b1 * b2
+        s = a1 * a2 / den
+        if ctx.needs_input_grad[0]:
+            d_a1, d_a2 = a2 / den, a1 / den  # dS/dA1, dS/dA2
+            d_b1, d_b2 = s / b1, s / b2  # -dS/dB1, -dS/dB2
+            d_mu = 2 * (mu_y * (d_a1 - d_a2) - mu_x * (d_b1 - d_b2))
+            ctx.save_for_backward(x, y, torch.cat([d_mu, -d_b2, 2 * d_a2], dim=1))
+        return s.mean()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, y, derivatives = ctx.saved_tensors
+        d_mu, d_xx, d_xy = _blur(derivatives * (grad / (x.numel()))).chunk(3, dim=1)
+        return d_mu + 2 * x * d_xx + y * d_xy, None
 
 
 def ssim(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean structural similarity (Gaussian 11x11 window, sigma 1.5, zero padding, as 3DGS), in [-1, 1]."""
+    """Mean structural similarity (Gaussian 11x11 window, sigma 1.5, zero padding, as 3DGS), in [-1, 1].
+
+    Differentiable in ``pred`` (the gradient is written out: :class:`_SSIM`), not in ``target``. On CUDA
+    with Triton, four fused kernels compute the same (gaussians4d/ssim_kernels.py)."""
     _check_pair(pred, target)
-    x, y = pred.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2)
-    # The five local statistics of the three channels blurred together: two conv launches, not ten.
-    maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [B, 15, H, W]
-    n = maps.shape[1]
-    g = _gauss_1d(pred.device, pred.dtype)
-    gx, gy = g.view(1, 1, 1, -1).expand(n, 1, 1, -1), g.view(1, 1, -1, 1).expand(n, 1, -1, 1)
-    pad = SSIM_WINDOW // 2
-    # Separable: two 11-tap passes instead of one 121-tap one. (Each map as its own one-channel image ran 25 %
-    # faster on an H200, but cuDNN's algorithm search for it peaked at 30 GB of GPU memory: not taken.)
-    blurred = F.conv2d(F.conv2d(maps, gx, padding=(0, pad), groups=n), gy, padding=(pad, 0), groups=n)
-    mu_x, mu_y, xx, yy, xy = blurred.chunk(5, dim=1)
-    var_x = xx - mu_x**2
-    var_y = yy - mu_y**2
-    cov = xy - mu_x * mu_y
-    num = (2 * mu_x * mu_y + _C1) * (2 * cov + _C2)
-    den = (mu_x**2 + mu_y**2 + _C1) * (var_x + var_y + _C2)
-    return (num / den).mean()
+    kernels = _kernels(pred.device) if pred.is_cuda else None
+    if kernels is not None and 5 * pred.numel() < 2**31:  # the kernels index with int32
+        return kernels.ssim(pred, target, _gauss_1d(pred.device, torch.float32), _C1, _C2)
+    return _SSIM.apply(pred.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2).detach())
+
+
+def warm_up(device: str | torch.device) -> None:
+    """Run the SSIM once forward and backward on ``device``: on CUDA this compiles the Triton kernels (cached
+    on disk by Triton), which scripts/setup.sh does ahead of the first run."""
+    x = torch.linspace(0, 1, 768, device=device).reshape(1, 16, 16, 3).requires_grad_(True)
+    ssim(x, x.detach().flip(1)).backward()
 
 
 def photometric_loss(pred: Tensor, target: Tensor, lambda_dssim: float, weight: Tensor | None = None) -> Tensor:
@@ -80,4 +140,4 @@ def psnr(pred: Tensor, target: Tensor) -> float:
     return 99.0 if mse <= 1e-10 else -10.0 * math.log10(mse)
 
 
-__all__ = ["l1_loss", "photometric_loss", "plane_tv", "psnr", "ssim", "time_smoothness"]
+__all__ = ["l1_loss", "photometric_loss", "plane_tv", "psnr", "ssim", "time_smoothness", "warm_up"]

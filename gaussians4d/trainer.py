@@ -190,7 +190,7 @@ class Trainer:
         self.device = data.viewmats.device
         self.backend = "gsplat" if self.device.type == "cuda" else "torch"
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # the SSIM blur runs on one image size: let cuDNN pick its kernel
+            torch.backends.cudnn.benchmark = True  # the SSIM blur without Triton: let cuDNN pick its kernel
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.optimizer = make_optimizer(model, cfg.optim)
         self.dstate = densify.initialize_state(len(model), self.device)

@@ -39,9 +39,12 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 if .venv/bin/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-  # With a GPU, build gsplat's CUDA extension now (about 75 s, once) rather than inside the first run.
+  # With a GPU, build gsplat's CUDA extension now (about 75 s, once) rather than inside the first run,
+  # and compile the SSIM loss's Triton kernels (a few seconds, cached by Triton).
   .venv/bin/python -c "from gaussian_renderer.gsplat_backend import load_extension; load_extension()" \
     || echo "warning: gsplat's CUDA extension did not build; train_4DGS/render_4DGS will retry (or use --device cpu)" >&2
+  .venv/bin/python -c "from gaussians4d.losses import warm_up; warm_up('cuda')" \
+    || echo "warning: the SSIM loss's Triton kernels did not compile; train_4DGS will use its PyTorch path" >&2
 fi
 echo "$want" > "$STAMP"
 echo "set-up done: .venv" >&2

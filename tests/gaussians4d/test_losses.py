@@ -52,3 +52,27 @@ def test_ssim_matches_full_window_reference():
     x = torch.rand(1, 19, 23, 3, generator=g)
     y = (x + 0.2 * torch.rand(1, 19, 23, 3, generator=g)).clamp(0, 1)
     assert math.isclose(float(ssim(x, y)), float(_ssim_reference(x, y)), abs_tol=1e-5)
+
+
+def test_ssim_gradient_matches_autograd_of_the_full_window_reference():
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(2, 17, 21, 3, generator=g, dtype=torch.float64)
+    y = (x + 0.3 * torch.rand(2, 17, 21, 3, generator=g, dtype=torch.float64)).clamp(0, 1)
+    x.requires_grad_(True)
+    (want,) = torch.autograd.grad(_ssim_reference(x, y), x)
+    (got,) = torch.autograd.grad(ssim(x, y), x)
+    assert got.shape == x.shape and want.abs().max() > 1e-4
+    assert torch.allclose(got, want, rtol=1e-6, atol=1e-12)
+    small = x[:1, :9, :11].detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p: ssim(p, y[:1, :9, :11]), (small,))
+
+
+def test_ssim_gradient_in_float32_and_through_the_photometric_loss():
+    g = torch.Generator().manual_seed(10)
+    x = torch.rand(1, 24, 30, 3, generator=g)
+    y = (x + 0.2 * torch.rand(1, 24, 30, 3, generator=g)).clamp(0, 1)
+    xd = x.double().requires_grad_(True)
+    (want,) = torch.autograd.grad(0.8 * (xd - y.double()).abs().mean() + 0.2 * (1 - _ssim_reference(xd, y)), xd)
+    x.requires_grad_(True)
+    (got,) = torch.autograd.grad(photometric_loss(x, y, 0.2), x)
+    assert torch.allclose(got.double(), want, rtol=1e-3, atol=1e-7)
