@@ -41,6 +41,7 @@ from scene.gaussians import GaussianParams, load_ply, rgb_to_sh_dc, save_ply, sh
 from scene.io import PointCloud, read_cameras, read_json, write_cameras, write_json
 from scene.loop import LoopSchedule, loop_record, loop_schedule
 from scene.paths import GAUSSIANS_CMD, GaussianPaths, ScenePaths
+from utils.device import to_device
 from utils.errors import UserError
 
 MODEL_FORMAT = 2  # 2: the loop schedule (scene/loop.py), per-Gaussian thresholds, from_photo
@@ -83,7 +84,10 @@ def deform(
     m, n_times = moving_idx, len(times)
     if m.numel() == 0:
         return _stacked(canonical, n_times) if batched else canonical
-    x, q, s, a = canonical.means[m], canonical.quats[m], canonical.scales[m], canonical.opacities[m]
+    # index_select, not advanced indexing: its backward adds rows (index_add_) where indexing's sorts them.
+    x, q, s, a = (
+        v.index_select(0, m) for v in (canonical.means, canonical.quats, canonical.scales, canonical.opacities)
+    )
     q = F.normalize(q, dim=-1)
     if field is not None:
         dx, dq, ds = field(x, times)  # [B, M, ...]
@@ -93,14 +97,14 @@ def deform(
     w0 = torch.stack([schedule.weight0(d0, threshold, time) for (d0, _), time in zip(shifts, times)])  # [B, M]
     log_t = torch.log1p(-a.clamp(max=_MAX_ALPHA))
     a0, a1 = -torch.expm1(w0 * log_t), -torch.expm1((1 - w0) * log_t)
-    x0 = torch.stack([x[b] + d0 * motion for b, (d0, _) in enumerate(shifts)])
-    x1 = torch.stack([x[b] + d1 * motion for b, (_, d1) in enumerate(shifts)])
+    d = to_device(shifts, motion.device)[:, :, None, None]  # [B, 2, 1, 1] video frames (no sync: pinned)
+    x0, x1 = x + d[:, 0] * motion, x + d[:, 1] * motion
 
     def rows(canon: Tensor, moving: Tensor, copies: Tensor) -> Tensor:  # [B, N + M, ...]
         whole = canon.expand(n_times, *canon.shape).index_copy(1, m, moving)
         return torch.cat([whole, copies], dim=1)
 
-    sh = torch.cat([canonical.sh, canonical.sh[m]])
+    sh = torch.cat([canonical.sh, canonical.sh.index_select(0, m)])
     out = GaussianParams(
         rows(canonical.means, x0, x1),
         rows(canonical.quats, q, q),

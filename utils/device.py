@@ -24,3 +24,16 @@ def resolve_device(name: str = "auto"):
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: there are {torch.cuda.device_count()} GPU(s)", "use cuda:0 or auto")
     return device
+
+
+def to_device(values, device, dtype=None):
+    """A small tensor of host ``values`` (numbers, lists) on ``device`` without waiting for the GPU: on CUDA
+    it is staged in pinned memory and copied asynchronously, where a copy from ordinary memory would wait
+    for the work queued before it (a sync per call in a training loop)."""
+    import torch
+
+    host = torch.tensor(values, dtype=dtype or torch.float32)
+    device = torch.device(device)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)

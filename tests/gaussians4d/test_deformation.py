@@ -137,3 +137,21 @@ def test_batched_planes_match_one_plane_at_a_time():
         smooth = sum(time_smoothness(p) for p in field.temporal)
         assert torch.allclose(field.regularization(1.0, 0.0), tv, rtol=1e-5)
         assert torch.allclose(field.regularization(0.0, 1.0), smooth, rtol=1e-5)
+
+
+def test_feature_gradients_match_grid_sample_one_plane_at_a_time():
+    """The time planes read as matrix products: the same gradients (planes and points) as grid_sample's."""
+    field, pts = tiny_field(), random_points(150)
+    with torch.no_grad():  # planes away from their initial constants, so every factor matters
+        for plane in field.temporal:
+            plane.add_(0.3 * torch.randn(plane.shape, generator=torch.Generator().manual_seed(4)))
+    params = [*field.spatial, *field.temporal]
+    for t in (0.0, 0.41, 0.97):
+        x = pts.clone().requires_grad_(True)
+        want = torch.autograd.grad(_naive_features(field, x, t).square().sum(), [x, *params])
+        x = pts.clone().requires_grad_(True)
+        got = torch.autograd.grad(field.features(x, t).square().sum(), [x, *params])
+        for g, w in zip(got, want):
+            assert torch.allclose(g, w, rtol=1e-4, atol=1e-6)
+    batch = field.features(pts, [0.2, 0.7])
+    assert torch.allclose(batch[1], field.features(pts, 0.7), rtol=1e-6, atol=1e-7)
