@@ -20,7 +20,10 @@ the benchmarks. Inputs are (H, W, 3) uint8 or float images and (H, W) bool masks
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -46,7 +49,10 @@ def eroded(mask: np.ndarray, size: int = ERODE) -> np.ndarray:
 
 def high_frequency_energy(image: np.ndarray, mask: np.ndarray) -> float:
     """Mean of (grey - GaussianBlur(grey, sigma 2))^2 over ``mask`` (already eroded); NaN on an empty mask."""
-    grey = _grey(image)
+    return _grey_energy(_grey(image), mask)
+
+
+def _grey_energy(grey: np.ndarray, mask: np.ndarray) -> float:
     detail = grey - cv2.GaussianBlur(grey, (0, 0), BLUR_SIGMA)
     return float(np.mean(detail[mask] ** 2)) if mask.any() else float("nan")
 
@@ -66,10 +72,18 @@ class LoopMeter:
 
     ``target_flow`` (H, W, 2) px per video frame and ``scale`` (video frames per rendered frame) enable the
     motion figures; ``motion_every`` measures every k-th frame pair only (DIS costs ~0.1 s at full HD).
+    The DIS flows run on ``workers`` threads (OpenCV releases the GIL), each frame's grey image is made
+    once, and :meth:`result` collects the flows in frame order: the figures do not depend on ``workers``.
     """
 
     def __init__(
-        self, photo: np.ndarray, mask: np.ndarray, target_flow=None, scale: float = 1.0, motion_every: int = 1
+        self,
+        photo: np.ndarray,
+        mask: np.ndarray,
+        target_flow=None,
+        scale: float = 1.0,
+        motion_every: int = 1,
+        workers: int | None = None,
     ):
         self.photo, self.mask, self.target, self.scale, self.every = (
             photo,
@@ -78,25 +92,28 @@ class LoopMeter:
             scale,
             max(1, motion_every),
         )
+        self.workers = workers or max(1, min(4, (os.cpu_count() or 1) - 1))
         self.retention: list[float] = []
         self.steps: list[float] = []
-        self.speeds: list[float] = []
-        self.cosines: list[float] = []
-        self._first = self._last = self._reference = self._region = None
-        self._dis = None
+        self._flows: list[Future] = []
+        self._first = self._last = self._last_grey = self._reference = self._region = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # one DIS instance per worker thread
 
     def add(self, frame: np.ndarray) -> None:
         frame = np.asarray(frame)
         if self._first is None:
             self._start(frame)
+        grey = _grey(frame) if self.photo is not None or self._pool is not None else None
         if self.photo is not None:
-            energy = high_frequency_energy(frame, self._region)
+            energy = _grey_energy(grey, self._region)
             self.retention.append(energy / self._reference if self._reference > 0 else float("nan"))
         if self._last is not None:
-            self.steps.append(float(np.abs(frame.astype(np.float32) - self._last.astype(np.float32)).mean()))
-            if self.target is not None and self._motion_region.any() and (len(self.steps) - 1) % self.every == 0:
-                self._measure(self._last, frame)
+            self.steps.append(_mean_abs_difference(frame, self._last))
+            if self._pool is not None and (len(self.steps) - 1) % self.every == 0:
+                self._flows.append(self._pool.submit(self._measure, self._last_grey, _grey_uint8(grey)))
         self._last = frame
+        self._last_grey = _grey_uint8(grey) if self._pool is not None else None
 
     def _start(self, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
@@ -115,22 +132,33 @@ class LoopMeter:
         self._target = target * np.float32(self.scale)
         self._speed_t = np.hypot(self._target[..., 0], self._target[..., 1])
         self._motion_region = self._region & (self._speed_t > MIN_TARGET_SPEED)
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        if self._motion_region.any():
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="loop-meter")
 
-    def _measure(self, a: np.ndarray, b: np.ndarray) -> None:
-        ga, gb = (np.clip(_grey(x) * 255, 0, 255).astype(np.uint8) for x in (a, b))
+    def _measure(self, ga: np.ndarray, gb: np.ndarray) -> tuple[float, float]:
+        """(median measured speed, median direction cosine) of the DIS flow from grey ``ga`` to ``gb``."""
+        dis = getattr(self._local, "dis", None)
+        if dis is None:
+            dis = self._local.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         region = self._motion_region
-        flow, t = self._dis.calc(ga, gb, None)[region], self._target[region]
+        flow, t = dis.calc(ga, gb, None)[region], self._target[region]
         speed_m = np.hypot(flow[:, 0], flow[:, 1])
-        self.speeds.append(float(np.median(speed_m)))
         cos = (flow * t).sum(1) / np.maximum(speed_m * self._speed_t[region], 1e-9)
-        self.cosines.append(float(np.median(cos)))
+        return float(np.median(speed_m)), float(np.median(cos))
+
+    @property
+    def speeds(self) -> list[float]:
+        return [f.result()[0] for f in self._flows]
+
+    @property
+    def cosines(self) -> list[float]:
+        return [f.result()[1] for f in self._flows]
 
     def seam_ratio(self) -> float:
         """Mean |frame 0 - last frame| over the mean consecutive change (NaN below 3 frames)."""
         if len(self.steps) < 2:
             return float("nan")
-        seam = float(np.abs(self._first.astype(np.float32) - self._last.astype(np.float32)).mean())
+        seam = _mean_abs_difference(self._first, self._last)
         return seam / max(float(np.mean(self.steps)), 1e-12)
 
     def result(self) -> dict:
@@ -141,13 +169,25 @@ class LoopMeter:
             "seam_ratio": _round(self.seam_ratio()),
         }
         if self.target is not None:
-            ok = self.speeds and self._motion_region.any()
-            ratio = (
-                float(np.median(self.speeds) / np.median(self._speed_t[self._motion_region])) if ok else float("nan")
-            )
-            cosine = float(np.median(self.cosines)) if ok else float("nan")
+            speeds, cosines = self.speeds, self.cosines
+            if self._pool is not None:
+                self._pool.shutdown()
+            ok = speeds and self._motion_region.any()
+            ratio = float(np.median(speeds) / np.median(self._speed_t[self._motion_region])) if ok else float("nan")
+            cosine = float(np.median(cosines)) if ok else float("nan")
             out["motion"] = {"speed_ratio": _round(ratio), "direction_cosine": _round(cosine)}
         return out
+
+
+def _grey_uint8(grey: np.ndarray) -> np.ndarray:
+    return np.clip(grey * 255, 0, 255).astype(np.uint8)
+
+
+def _mean_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean |a - b| over every pixel and channel (uint8 frames: OpenCV's exact absdiff, summed in float64)."""
+    if a.dtype == np.uint8 and b.dtype == np.uint8:
+        return float(cv2.absdiff(a, b).mean())
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
 
 
 def _round(value: float) -> float | None:
