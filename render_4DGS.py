@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     w, h = summary.size
     info(
         f"{len(summary.results)} path(s) x {summary.results[0].frames} frames at {w}x{h}: "
-        f"rendering {summary.render_fps:.1f} FPS ({summary.frames} frames in {summary.raster_s:.2f} s of "
-        f"rasterization); total {time.perf_counter() - start:.1f} s -> {Path(config.input_dir) / 'video'}; "
+        f"rasterizer {summary.render_fps:.1f} FPS (timed over the first frames of every path, nothing else "
+        f"running); total {time.perf_counter() - start:.1f} s -> {Path(config.input_dir) / 'video'}; "
         f"report: {Path(config.input_dir) / 'report.html'}"
     )
     return 0

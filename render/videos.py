@@ -35,6 +35,7 @@ from utils.failpoints import hold
 from utils.video import write_gif, write_mp4
 
 GIF_MAX_WIDTH = 480  # GIFs are previews: full-HD GIFs are tens of MB and slow to quantise
+TIMED_FRAMES = 20  # frames of every path in the quiet timed pass of the rasterizer (render_frames)
 
 
 class LoopModel(Protocol):
@@ -69,7 +70,7 @@ class RenderOptions:
 class PathResult:
     name: str
     frames: int
-    raster_s: float  # rasterization only
+    raster_s: float  # rasterization only: its frames at the speed of the quiet timed pass (render_frames)
     video: Path
     extra: list[Path] = field(default_factory=list)  # gif, frames folder
     zoom: float = 1.0  # the framing (render/framing.py)
@@ -181,12 +182,16 @@ def render_frames(
     paths_cameras: list[list[Camera]],
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
     backend: str = "auto",
-) -> Iterator[tuple[np.ndarray, float]]:
+    *,
+    timed_frames: int = 0,
+) -> Iterator[np.ndarray | float]:
     """Render video frame ``j`` of every path at once: the scene ``baked[j % N]`` seen from
     ``paths_cameras[p][j]`` for each path ``p`` (one rasterizer call with one camera per path).
 
-    Yields (frames [P, H, W, 3] uint8, rasterization seconds) for j = 0, 1, ...; the seconds cover the
-    rasterizer call only (synchronised on CUDA), not the copy to the host.
+    With ``timed_frames`` = k > 0, first yields the seconds the rasterizer takes for frames 0 .. k - 1 of
+    every path, rendered back to back with nothing else running (synchronised on CUDA before and after,
+    the results dropped): the speed of the rasterizer itself, where timing the frames below would count
+    the host's other work (encoders, meters) too. Then yields frames [P, H, W, 3] uint8 for j = 0, 1, ...
     """
     from gaussian_renderer import render
 
@@ -207,20 +212,21 @@ def render_frames(
             sh_degree=g.sh_degree, background=bg, backend=backend, validate=validate,
         )  # fmt: skip
 
-    # Value checks once, here; the timed calls skip them (no device synchronisation per frame).
+    # Value checks once, here; the other calls skip them (no device synchronisation per frame).
     if not all(bool(torch.isfinite(t).all()) for g in baked for t in g.tensors()):
         raise UserError("the trained scene gives non-finite Gaussians at some loop time", "re-run train_4DGS.py")
     if device.type == "cuda":
         rasterize(0, validate=True)  # warm-up, untimed: CUDA context, kernel loading (gsplat may JIT-build)
-
-    for j in range(n_video):
+    if timed_frames > 0:
         _sync(device)
         start = time.perf_counter()
-        out = rasterize(j)
+        for j in range(min(timed_frames, n_video)):
+            rasterize(j)
         _sync(device)
-        seconds = time.perf_counter() - start
-        frames = (out.rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-        yield frames.cpu().numpy(), seconds
+        yield time.perf_counter() - start
+    for j in range(n_video):
+        frames = (rasterize(j).rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+        yield frames.cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- framing
@@ -393,14 +399,14 @@ def render_paths(
     meters = meters or {}
     n_video = options.loops * len(baked)
     paths_cameras = [path_cameras(path, base, n_video, scale) for path in options.paths]
+    timed = min(TIMED_FRAMES, n_video)
+    stream = render_frames(baked, paths_cameras, options.background, options.backend, timed_frames=timed)
+    per_frame = next(stream) / (timed * len(options.paths))  # before the encoders and meters start
     writers = _writers(options.paths, options, out)
-    raster = 0.0
     measure = ThreadPoolExecutor(max_workers=1)  # the meters, in frame order, beside the rasterizer
     measured = []
     try:
-        stream = render_frames(baked, paths_cameras, options.background, options.backend)
-        for j, (frames, seconds) in enumerate(track(stream, f"rendering {len(writers)} path(s)", total=n_video)):
-            raster += seconds
+        for j, frames in enumerate(track(stream, f"rendering {len(writers)} path(s)", total=n_video)):
             for path, writer, frame in zip(options.paths, writers, frames):
                 writer.put(frame)
                 if path.name in meters and j < len(baked):
@@ -415,9 +421,8 @@ def render_paths(
     measure.shutdown()
     for writer in writers:
         writer.close()
-    share = raster / len(writers)  # one call renders every path: split its time evenly
     return [
-        PathResult(p.name, n_video, share, w.video, [x for x in (w.gif, w.frames_dir) if x is not None])
+        PathResult(p.name, n_video, per_frame * n_video, w.video, [x for x in (w.gif, w.frames_dir) if x is not None])
         for p, w in zip(options.paths, writers)
     ]
 

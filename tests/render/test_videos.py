@@ -77,7 +77,7 @@ def test_video_matches_the_frames(rendered):
 def test_scene_repeats_every_loop(model, baked):
     """From a still camera, frame j + N is frame j (the baked loop is reused) and the scene moves."""
     cams = [path_cameras(PRESETS["static"], model.cameras[0], 2 * N_FRAMES)]
-    frames = [f[0] for f, _ in render_frames(baked, cams)]
+    frames = [f[0] for f in render_frames(baked, cams)]
     for j in range(N_FRAMES):
         assert np.array_equal(frames[j], frames[j + N_FRAMES])
     assert not np.array_equal(frames[0], frames[1])
@@ -94,19 +94,19 @@ def test_loop_seam(model, baked):
         scene_after_last = model.at_time(1.0)
         for a, b in zip(scene_after_last.tensors(), baked[0].tensors()):
             assert torch.equal(a, b)
-        frames = [f for f, _ in render_frames([baked[0]], [[cams[0]], [after_last]])]
+        frames = [f for f in render_frames([baked[0]], [[cams[0]], [after_last]])]
         first, seam = frames[0]
         assert np.abs(first.astype(int) - seam.astype(int)).max() <= 1
         # and the last frame differs from the first (the video is not stuck)
-        last = next(iter(render_frames([baked[(n_video - 1) % N_FRAMES]], [[cams[-1]]])))[0][0]
+        last = next(iter(render_frames([baked[(n_video - 1) % N_FRAMES]], [[cams[-1]]])))[0]
         assert not np.array_equal(last, first)
 
 
 def test_batched_paths_match_single_renders(model, baked):
     base = model.cameras[0]
     cams = [path_cameras(PRESETS[n], base, N_FRAMES, 2.0) for n in ("side", "zoom-in")]
-    together = [f for f, _ in render_frames(baked, cams)]
-    alone = [f for f, _ in render_frames(baked, [cams[1]])]
+    together = [f for f in render_frames(baked, cams)]
+    alone = [f for f in render_frames(baked, [cams[1]])]
     for j in range(N_FRAMES):
         assert np.abs(together[j][1].astype(int) - alone[j][0].astype(int)).max() <= 1
 
@@ -114,8 +114,8 @@ def test_batched_paths_match_single_renders(model, baked):
 def test_deterministic(model):
     base = model.cameras[0]
     cams = [path_cameras(PRESETS["circle"], base, N_FRAMES, 2.0)]
-    run1 = [f for f, _ in render_frames(bake_loop(model, "cpu"), cams)]
-    run2 = [f for f, _ in render_frames(bake_loop(model, "cpu"), cams)]
+    run1 = [f for f in render_frames(bake_loop(model, "cpu"), cams)]
+    run2 = [f for f in render_frames(bake_loop(model, "cpu"), cams)]
     for a, b in zip(run1, run2):
         assert np.array_equal(a, b)
 
@@ -257,9 +257,9 @@ def test_gpu_matches_cpu(model):
     """gsplat on CUDA renders the same frames as the CPU reference (within rasterizer tolerance)."""
     base = model.cameras[0]
     cams = [path_cameras(PRESETS["circle"], base, N_FRAMES, 2.0)]
-    cpu = [f for f, _ in render_frames(bake_loop(model, "cpu"), cams, backend="torch")]
-    gpu = [f for f, _ in render_frames(bake_loop(model, "cuda"), cams, backend="gsplat")]
-    again = [f for f, _ in render_frames(bake_loop(model, "cuda"), cams, backend="gsplat")]
+    cpu = [f for f in render_frames(bake_loop(model, "cpu"), cams, backend="torch")]
+    gpu = [f for f in render_frames(bake_loop(model, "cuda"), cams, backend="gsplat")]
+    again = [f for f in render_frames(bake_loop(model, "cuda"), cams, backend="gsplat")]
     for a, b, c in zip(cpu, gpu, again):
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
         assert np.array_equal(b, c)
@@ -308,7 +308,7 @@ def test_trained_scene_loop_seam(trained):
     for name in ("circle", "zoom-in"):
         first = PRESETS[name].camera(0.0, base, 2.0)
         after_last = PRESETS[name].camera(1.0, base, 2.0)
-        frames = next(iter(render_frames([model.at_time(1.0)], [[first], [after_last]])))[0]
+        frames = next(iter(render_frames([model.at_time(1.0)], [[first], [after_last]])))
         assert np.abs(frames[0].astype(int) - frames[1].astype(int)).max() <= 1
 
 
@@ -405,3 +405,15 @@ def test_a_new_render_leaves_only_its_own_videos(trained_scene, capsys):
     assert left == listed == ["static.mp4"]
     page = trained_scene.report.read_text()
     assert "static.mp4" in page and "side.mp4" not in page
+
+
+def test_timed_pass_comes_first_and_leaves_the_frames_unchanged(model):
+    baked = bake_loop(model, "cpu")
+    base = model.cameras[0]
+    cams = [path_cameras(PRESETS["circle"], base, 4, 2.0)]
+    plain = list(render_frames(baked, cams))
+    stream = render_frames(baked, cams, timed_frames=3)
+    seconds = next(stream)
+    assert isinstance(seconds, float) and seconds > 0
+    timed = list(stream)
+    assert len(timed) == len(plain) == 4 and all(np.array_equal(a, b) for a, b in zip(timed, plain))
