@@ -5,7 +5,9 @@
 
 For the coarse and for the fine stage: wall milliseconds per iteration (no profiler attached, CUDA
 synchronised), then a torch.profiler table of the top operators by self device time and by self CPU
-time. Nothing is written to the scene folder (the trainer works in a temporary folder). Any other
+time. ``--find_syncs`` (CUDA) also lists where the iterations wait for the GPU: each synchronising call
+with the innermost frames of this project and of the library that made it, counted per iteration.
+Nothing is written to the scene folder (the trainer works in a temporary folder). Any other
 option is a train_4DGS option.
 """
 
@@ -62,6 +64,35 @@ def _profiled(trainer, first: int, n: int, rows: int) -> str:
     return "\n".join(parts)
 
 
+def _syncs(trainer, first: int, n: int) -> str:
+    """Where iterations first .. first + n - 1 synchronise with the GPU (torch's sync debug mode)."""
+    import traceback
+    import warnings
+    from collections import Counter
+
+    found: Counter[str] = Counter()
+
+    def hook(message, category, filename, lineno, file=None, line=None):
+        frames = traceback.extract_stack()[:-1]
+        ours = [f for f in frames if f.filename.startswith(str(ROOT)) and "profile_4dgs" not in f.filename]
+        theirs = [f for f in frames if not f.filename.startswith(str(ROOT))]
+        where = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in (ours[-1:] + theirs[-1:])]
+        found[" <- ".join(reversed(where)) or str(message)[:80]] += 1
+
+    shown = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = hook
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            _steps(trainer, first, n)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+            warnings.showwarning = shown
+    rows = [f"{count / n:6.2f} / it  {where}" for where, count in found.most_common()]
+    return "\n".join(["synchronising calls (innermost library frame <- innermost project frame):", *rows])
+
+
 def main(argv=None) -> int:
     import train_4DGS
     from gaussians4d.data import load_data
@@ -74,6 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=100, help="iterations timed and profiled per stage")
     parser.add_argument("--warmup", type=int, default=20, help="iterations run first, untimed, per stage")
     parser.add_argument("--rows", type=int, default=18, help="rows of each profiler table")
+    parser.add_argument("--find_syncs", action="store_true", help="also list where iterations wait for the GPU (CUDA)")
     args, train_args = parser.parse_known_args(argv)
     cfg = train_4DGS.build_config(train_args)
     scene = ScenePaths(cfg.input_dir)
@@ -87,7 +119,7 @@ def main(argv=None) -> int:
         stages = [("coarse", 1), ("fine", coarse + 1)]
         for name, first in stages:
             n, w = args.iterations, args.warmup
-            if name == "coarse" and w + 2 * n > coarse:
+            if name == "coarse" and w + 2 * n + (min(n, 10) if args.find_syncs else 0) > coarse:
                 print(f"coarse stage: only {coarse} iterations; profiling what fits")
                 n = max((coarse - w) // 2, 1)
             trainer.step(first)  # the first call of a stage pays one-time costs (gsplat JIT, allocator)
@@ -95,6 +127,8 @@ def main(argv=None) -> int:
             ms = _timed(trainer, first + 1 + w, n)
             print(f"\n== {name}: {ms:.2f} ms/iteration ({1000 / ms:.1f} it/s), {len(model)} Gaussians ==")
             print(_profiled(trainer, first + 1 + w + n, n, args.rows))
+            if args.find_syncs and device.type == "cuda":
+                print(_syncs(trainer, first + 1 + w + 2 * n, min(n, 10)))
     return 0
 
 
