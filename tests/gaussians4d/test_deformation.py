@@ -155,3 +155,17 @@ def test_feature_gradients_match_grid_sample_one_plane_at_a_time():
             assert torch.allclose(g, w, rtol=1e-4, atol=1e-6)
     batch = field.features(pts, [0.2, 0.7])
     assert torch.allclose(batch[1], field.features(pts, 0.7), rtol=1e-6, atol=1e-7)
+
+
+def test_chunked_product_equals_the_plain_one():
+    from gaussians4d.deformation import _weights_times_rows
+
+    g = torch.Generator().manual_seed(5)
+    for n_points in (3, 1024, 1537):  # one chunk, whole chunks, a padded last chunk
+        w = torch.rand(3, n_points, 16, generator=g, dtype=torch.float64, requires_grad=True)
+        r = torch.rand(3, 16, 8, generator=g, dtype=torch.float64, requires_grad=True)
+        got, want = _weights_times_rows(w, r), w @ r
+        assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-12)
+        ga = torch.autograd.grad(got.square().sum(), [w, r])
+        gb = torch.autograd.grad(want.square().sum(), [w, r])
+        assert all(torch.allclose(a, b, rtol=1e-10) for a, b in zip(ga, gb))
