@@ -36,6 +36,7 @@ from utils.video import write_gif, write_mp4
 
 GIF_MAX_WIDTH = 480  # GIFs are previews: full-HD GIFs are tens of MB and slow to quantise
 TIMED_FRAMES = 20  # frames of every path in the quiet timed pass of the rasterizer (render_frames)
+TIMED_BYTES = 256 * 2**20  # the most device memory the timed pass's frames may hold (6 full-HD paths: 6 frames)
 
 
 class LoopModel(Protocol):
@@ -189,9 +190,11 @@ def render_frames(
     ``paths_cameras[p][j]`` for each path ``p`` (one rasterizer call with one camera per path).
 
     With ``timed_frames`` = k > 0, first yields the seconds the rasterizer takes for frames 0 .. k - 1 of
-    every path, rendered back to back with nothing else running (synchronised on CUDA before and after,
-    the results dropped): the speed of the rasterizer itself, where timing the frames below would count
-    the host's other work (encoders, meters) too. Then yields frames [P, H, W, 3] uint8 for j = 0, 1, ...
+    every path (and their conversion to 8 bits), rendered back to back with nothing else running
+    (synchronised on CUDA before and after): the speed of the rasterizer itself, where timing the frames
+    one by one would count the host's other work (encoders, meters) too. Those frames are kept (on the
+    device) and yielded first, so nothing is rendered twice. Then yields frames [P, H, W, 3] uint8 for
+    j = 0, 1, ...
     """
     from gaussian_renderer import render
 
@@ -217,16 +220,21 @@ def render_frames(
         raise UserError("the trained scene gives non-finite Gaussians at some loop time", "re-run train_4DGS.py")
     if device.type == "cuda":
         rasterize(0, validate=True)  # warm-up, untimed: CUDA context, kernel loading (gsplat may JIT-build)
+
+    def frame(j: int) -> torch.Tensor:
+        return (rasterize(j).rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+    kept = []
     if timed_frames > 0:
         _sync(device)
         start = time.perf_counter()
-        for j in range(min(timed_frames, n_video)):
-            rasterize(j)
+        kept = [frame(j) for j in range(min(timed_frames, n_video))]
         _sync(device)
         yield time.perf_counter() - start
     for j in range(n_video):
-        frames = (rasterize(j).rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-        yield frames.cpu().numpy()
+        yield (kept[j] if j < len(kept) else frame(j)).cpu().numpy()
+        if j < len(kept):
+            kept[j] = None  # the device memory goes back as the frames are used
 
 
 # ----------------------------------------------------------------------------- framing
@@ -399,7 +407,9 @@ def render_paths(
     meters = meters or {}
     n_video = options.loops * len(baked)
     paths_cameras = [path_cameras(path, base, n_video, scale) for path in options.paths]
-    timed = min(TIMED_FRAMES, n_video)
+    width, height = base.width, base.height
+    # The timed frames are kept on the device until they are written: at most TIMED_BYTES of them.
+    timed = max(1, min(TIMED_FRAMES, n_video, TIMED_BYTES // (len(options.paths) * width * height * 3)))
     stream = render_frames(baked, paths_cameras, options.background, options.backend, timed_frames=timed)
     per_frame = next(stream) / (timed * len(options.paths))  # before the encoders and meters start
     writers = _writers(options.paths, options, out)

@@ -29,14 +29,28 @@ def pipeline_outputs(states) -> dict[str, dict[str, str]]:
     return {stage: dict(sorted(manifest_outputs(final, stage).items())) for stage in STAGES}
 
 
-def machine() -> dict[str, str]:
+# The libraries whose versions shape the outputs' bytes (PNG and mp4 encoders, resampling, BLAS): pinned in
+# requirements-dev.txt to the versions of the recording.
+LIBRARIES = ("numpy", "scipy", "opencv-python-headless", "pillow", "imageio", "imageio-ffmpeg")
+
+
+def machine() -> dict:
     """What the recording ran on (stage 2 and 3 go through BLAS; see tests/test_golden.py)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     return {
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(),
+        "libraries": {name: installed(name) for name in LIBRARIES},
     }
 
 

@@ -2,7 +2,8 @@
 
 Every stage's outputs were found identical across runs, torch thread counts (stage 1, see
 tests/test_determinism.py), and torch's AVX2 and AVX-512 kernels (stages 0-3), so the hashes hold on
-any x86-64 machine with the pinned library versions.
+any x86-64 machine with the library versions requirements-dev.txt pins (tests/golden.py LIBRARIES); the
+failure message names any that differ from the recording's.
 """
 
 from __future__ import annotations
@@ -11,17 +12,26 @@ import json
 
 import pytest
 
-from tests.golden import GOLDEN, pipeline_outputs
+from tests.golden import GOLDEN, machine, pipeline_outputs
 from tests.pipeline_fixtures import STAGES, pipeline  # noqa: F401 (fixture)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_outputs_match_the_recorded_hashes(pipeline, stage):  # noqa: F811
-    recorded = json.loads(GOLDEN.read_text())["outputs"][stage]
+    golden = json.loads(GOLDEN.read_text())
+    recorded = golden["outputs"][stage]
     now = pipeline_outputs(pipeline)[stage]
     changed = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
+    was, is_ = golden["machine"].get("libraries", {}), machine()["libraries"]
+    versions = {name: (was.get(name), v) for name, v in is_.items() if was.get(name) != v}
     assert not changed, (
-        f"{stage} outputs differ from tests/data/golden_outputs.json: {changed}. If the change is meant, "
-        "re-record with `python -m tests.golden --record` and say which files changed and why."
+        f"{stage} outputs differ from tests/data/golden_outputs.json: {changed}. "
+        + (
+            f"The libraries differ from the recording's (recorded, installed): {versions}; bash scripts/setup.sh "
+            "installs the pinned ones. "
+            if versions
+            else ""
+        )
+        + "If the change is meant, re-record with `python -m tests.golden --record` and say which files changed and why."
     )
