@@ -105,15 +105,15 @@ class LoopMeter:
         if self._first is None:
             self._start(frame)
         grey = _grey(frame) if self.photo is not None or self._pool is not None else None
+        grey8 = _grey_uint8(grey) if self._pool is not None else None  # DIS's input
         if self.photo is not None:
             energy = _grey_energy(grey, self._region)
             self.retention.append(energy / self._reference if self._reference > 0 else float("nan"))
         if self._last is not None:
             self.steps.append(_mean_abs_difference(frame, self._last))
             if self._pool is not None and (len(self.steps) - 1) % self.every == 0:
-                self._flows.append(self._pool.submit(self._measure, self._last_grey, _grey_uint8(grey)))
-        self._last = frame
-        self._last_grey = _grey_uint8(grey) if self._pool is not None else None
+                self._flows.append(self._pool.submit(self._measure, self._last_grey, grey8))
+        self._last, self._last_grey = frame, grey8
 
     def _start(self, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
