@@ -115,14 +115,20 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     kernels = _kernels(pred.device) if pred.is_cuda else None
     if kernels is not None and 5 * pred.numel() < 2**31:  # the kernels index with int32
         return kernels.ssim(pred, target, _gauss_1d(pred.device, torch.float32), _C1, _C2)
+    return ssim_pytorch(pred, target)
+
+
+def ssim_pytorch(pred: Tensor, target: Tensor) -> Tensor:
+    """:func:`ssim` by its PyTorch path (:class:`_SSIM`) on any device: the CPU's, and the kernels' reference."""
     return _SSIM.apply(pred.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2).detach())
 
 
 def warm_up(device: str | torch.device) -> None:
-    """Run the SSIM once forward and backward on ``device``: on CUDA this compiles the Triton kernels (cached
-    on disk by Triton), which scripts/setup.sh does ahead of the first run."""
-    x = torch.linspace(0, 1, 768, device=device).reshape(1, 16, 16, 3).requires_grad_(True)
-    ssim(x, x.detach().flip(1)).backward()
+    """On a CUDA ``device``, compile the Triton kernels (Triton caches them on disk), as scripts/setup.sh
+    does ahead of the first run; elsewhere there is nothing to compile."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        _kernels(device)
 
 
 def photometric_loss(pred: Tensor, target: Tensor, lambda_dssim: float, weight: Tensor | None = None) -> Tensor:
@@ -140,4 +146,4 @@ def psnr(pred: Tensor, target: Tensor) -> float:
     return 99.0 if mse <= 1e-10 else -10.0 * math.log10(mse)
 
 
-__all__ = ["l1_loss", "photometric_loss", "plane_tv", "psnr", "ssim", "time_smoothness", "warm_up"]
+__all__ = ["l1_loss", "photometric_loss", "plane_tv", "psnr", "ssim", "ssim_pytorch", "time_smoothness", "warm_up"]

@@ -55,12 +55,6 @@ def _time(fn, x, y, repeats: int, device: torch.device) -> tuple[float, float, t
     return ms, peak, x.grad.clone()
 
 
-def ssim_pytorch(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    from gaussians4d.losses import _SSIM
-
-    return _SSIM.apply(pred.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2))
-
-
 def main(argv=None) -> int:
     from gaussians4d import losses
 
@@ -85,7 +79,7 @@ def main(argv=None) -> int:
     print(f"{args.batch} images of {width}x{height} on {device}, {args.repeats} repeats\n")
     print("| SSIM | ms fwd+bwd | peak MB | max grad difference |")
     print("| --- | ---: | ---: | ---: |")
-    rows = [("autograd (before)", ssim_autograd), ("PyTorch, gradient written out", ssim_pytorch)]
+    rows = [("autograd (before)", ssim_autograd), ("PyTorch, gradient written out", losses.ssim_pytorch)]
     if device.type == "cuda" and losses._kernels(x.device) is not None:
         rows.append(("Triton kernels", losses.ssim))
     reference = None
