@@ -56,6 +56,18 @@ def _stats_rows(x_ptr, y_ptr, g_ptr, out_ptr, n, width, BLOCK: tl.constexpr, RAD
     tl.store(out_ptr + 4 * n + i, sxy, mask=inside)
 
 
+@triton.jit
+def _window(ptr, i, inside, pos, size, step, g_ptr, BLOCK: tl.constexpr, RADIUS: tl.constexpr):
+    """The window along one axis at elements ``i`` of a map: sum over k of g[k] map[i + step (k - RADIUS)],
+    where ``pos`` is their place along that axis and taps outside [0, size) read zero (zero padding)."""
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for k in tl.static_range(2 * RADIUS + 1):
+        p = pos + (k - RADIUS)
+        ok = inside & (p >= 0) & (p < size)
+        acc += tl.load(g_ptr + k) * tl.load(ptr + i + step * (k - RADIUS), mask=ok, other=0.0)
+    return acc
+
+
 @triton.jit(do_not_specialize=["n", "width", "height"])  # one compiled kernel for every image size
 def _ssim_cols(
     rows_ptr, g_ptr, deriv_ptr, partial_ptr, n, width, height, c1, c2,
@@ -64,21 +76,11 @@ def _ssim_cols(
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = i < n
     row = (i // (3 * width)) % height
-    mx = tl.zeros([BLOCK], dtype=tl.float32)
-    my = tl.zeros([BLOCK], dtype=tl.float32)
-    sxx = tl.zeros([BLOCK], dtype=tl.float32)
-    syy = tl.zeros([BLOCK], dtype=tl.float32)
-    sxy = tl.zeros([BLOCK], dtype=tl.float32)
-    for k in tl.static_range(2 * RADIUS + 1):
-        r = row + (k - RADIUS)
-        ok = inside & (r >= 0) & (r < height)
-        g = tl.load(g_ptr + k)
-        j = i + 3 * width * (k - RADIUS)
-        mx += g * tl.load(rows_ptr + j, mask=ok, other=0.0)
-        my += g * tl.load(rows_ptr + n + j, mask=ok, other=0.0)
-        sxx += g * tl.load(rows_ptr + 2 * n + j, mask=ok, other=0.0)
-        syy += g * tl.load(rows_ptr + 3 * n + j, mask=ok, other=0.0)
-        sxy += g * tl.load(rows_ptr + 4 * n + j, mask=ok, other=0.0)
+    mx = _window(rows_ptr, i, inside, row, height, 3 * width, g_ptr, BLOCK, RADIUS)
+    my = _window(rows_ptr + n, i, inside, row, height, 3 * width, g_ptr, BLOCK, RADIUS)
+    sxx = _window(rows_ptr + 2 * n, i, inside, row, height, 3 * width, g_ptr, BLOCK, RADIUS)
+    syy = _window(rows_ptr + 3 * n, i, inside, row, height, 3 * width, g_ptr, BLOCK, RADIUS)
+    sxy = _window(rows_ptr + 4 * n, i, inside, row, height, 3 * width, g_ptr, BLOCK, RADIUS)
     mu_xy = mx * my
     mu_xx = mx * mx
     mu_yy = my * my
@@ -104,17 +106,9 @@ def _deriv_rows(deriv_ptr, g_ptr, out_ptr, n, width, BLOCK: tl.constexpr, RADIUS
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = i < n
     col = (i // 3) % width
-    a = tl.zeros([BLOCK], dtype=tl.float32)
-    b = tl.zeros([BLOCK], dtype=tl.float32)
-    c = tl.zeros([BLOCK], dtype=tl.float32)
-    for k in tl.static_range(2 * RADIUS + 1):
-        cc = col + (k - RADIUS)
-        ok = inside & (cc >= 0) & (cc < width)
-        g = tl.load(g_ptr + k)
-        j = i + 3 * (k - RADIUS)
-        a += g * tl.load(deriv_ptr + j, mask=ok, other=0.0)
-        b += g * tl.load(deriv_ptr + n + j, mask=ok, other=0.0)
-        c += g * tl.load(deriv_ptr + 2 * n + j, mask=ok, other=0.0)
+    a = _window(deriv_ptr, i, inside, col, width, 3, g_ptr, BLOCK, RADIUS)
+    b = _window(deriv_ptr + n, i, inside, col, width, 3, g_ptr, BLOCK, RADIUS)
+    c = _window(deriv_ptr + 2 * n, i, inside, col, width, 3, g_ptr, BLOCK, RADIUS)
     tl.store(out_ptr + i, a, mask=inside)
     tl.store(out_ptr + n + i, b, mask=inside)
     tl.store(out_ptr + 2 * n + i, c, mask=inside)
@@ -128,17 +122,9 @@ def _grad_cols(
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = i < n
     row = (i // (3 * width)) % height
-    a = tl.zeros([BLOCK], dtype=tl.float32)
-    b = tl.zeros([BLOCK], dtype=tl.float32)
-    c = tl.zeros([BLOCK], dtype=tl.float32)
-    for k in tl.static_range(2 * RADIUS + 1):
-        r = row + (k - RADIUS)
-        ok = inside & (r >= 0) & (r < height)
-        g = tl.load(g_ptr + k)
-        j = i + 3 * width * (k - RADIUS)
-        a += g * tl.load(rows_ptr + j, mask=ok, other=0.0)
-        b += g * tl.load(rows_ptr + n + j, mask=ok, other=0.0)
-        c += g * tl.load(rows_ptr + 2 * n + j, mask=ok, other=0.0)
+    a = _window(rows_ptr, i, inside, row, height, 3 * width, g_ptr, BLOCK, RADIUS)
+    b = _window(rows_ptr + n, i, inside, row, height, 3 * width, g_ptr, BLOCK, RADIUS)
+    c = _window(rows_ptr + 2 * n, i, inside, row, height, 3 * width, g_ptr, BLOCK, RADIUS)
     x = tl.load(x_ptr + i, mask=inside, other=0.0)
     y = tl.load(y_ptr + i, mask=inside, other=0.0)
     scale = tl.load(scale_ptr) * inv_n  # the upstream gradient of the mean, read on the device: no sync
