@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from utils.cli import make_parser, run_main  # noqa: E402
+from utils.errors import UserError  # noqa: E402
 
 
 def _field(device: torch.device):
@@ -68,6 +69,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args(argv)
+    if min(args.points, args.times, args.repeats) < 1:
+        raise UserError("--points, --times and --repeats must be at least 1", "give e.g. --points 46000 --times 4")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     gen = torch.Generator().manual_seed(0)
     points = (torch.rand(args.points, 3, generator=gen) * torch.tensor([1.0, 1.0, 5.0]) + torch.tensor([0, 0, 1.0])).to(
@@ -104,4 +107,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    sys.exit(run_main(main))

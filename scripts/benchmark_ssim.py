@@ -68,6 +68,8 @@ def main(argv=None) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise UserError(f"--size {args.size!r} is not WIDTHxHEIGHT", "give e.g. --size 1280x720") from None
+    if min(width, height, args.batch, args.repeats) < 1:
+        raise UserError("--size, --batch and --repeats must be at least 1", "give e.g. --size 1280x720 --batch 4")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
@@ -92,4 +94,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    sys.exit(run_main(main))
